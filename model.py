@@ -1,0 +1,463 @@
+"""
+One GPT-2 model whose MLP matrices are dense, Kronecker-factored (Krony-PT) or low-rank.
+
+    from model import GPT, GPTConfig
+    model = GPT.from_pretrained('gpt2')                      # hub name or save_pretrained dir
+    model = GPT(GPTConfig(mlp='kron', kron_dim1=768, kron_dim2=768, kron_factors=1))
+    model, ckpt = load_model('checks/kron_768_768_1_vl.pt')  # project checkpoint, hub name or dir
+
+Everything uses the `x @ W` orientation of the paper's repository: c_fc's W is
+(n_embd, 4*n_embd) and c_proj's W is (4*n_embd, n_embd). A Kronecker matrix is
+W = sum_f s_f * A_f (x) B_f, with A_f (dim_1, dim_2) for c_fc and (dim_2, dim_1) for c_proj.
+"""
+
+import math
+import os
+from dataclasses import dataclass, asdict, fields
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+MLP_KINDS = ('dense', 'kron', 'lowrank')
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50257
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    layer_norm_epsilon: float = 1e-5
+    mlp: str = 'dense'          # 'dense' | 'kron' | 'lowrank'
+    kron_dim1: int = 0          # first factor of c_fc is (kron_dim1, kron_dim2)
+    kron_dim2: int = 0
+    kron_factors: int = 1       # number of Kronecker products summed per matrix
+    kron_scalers: bool = False  # one learnable scalar per factor (paper section III-F)
+    lowrank_rank: int = 0       # rank of U @ V; 0 means the InRank maximum min(in, out) // 2
+    time_weighting: bool = False  # minGPT-tuned: distance-dependent attention weights
+    time_mixing: bool = False     # minGPT-tuned: half the channels from the previous position
+    time_mix_init: float = 0.0    # 0 = identity (pretrained weights unchanged), 1 = full shift
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.mlp not in MLP_KINDS:
+            raise ValueError(f"mlp={self.mlp!r} is not one of {', '.join(MLP_KINDS)}")
+        if self.mlp == 'kron':
+            kron_shapes(self)  # raises with the valid divisors
+
+    @property
+    def mlp_width(self):
+        return 4 * self.n_embd
+
+
+def divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def kron_shapes(config):
+    """((A shape, B shape) for c_fc, (A shape, B shape) for c_proj), checked against n_embd."""
+    d1, d2, n, h = config.kron_dim1, config.kron_dim2, config.n_embd, config.mlp_width
+    if d1 <= 0 or n % d1:
+        raise ValueError(f"kron dim_1={d1} must divide n_embd={n}; valid: {divisors(n)}")
+    if d2 <= 0 or h % d2:
+        raise ValueError(f"kron dim_2={d2} must divide 4*n_embd={h}; valid: {divisors(h)}")
+    bound = min(d1 * d2, (n // d1) * (h // d2))
+    if not 1 <= config.kron_factors <= bound:
+        raise ValueError(f"kron_factors={config.kron_factors} must be between 1 and {bound}, "
+                         f"the rank bound of the rearranged {n}x{h} matrix for dims {d1} {d2}")
+    fc = ((d1, d2), (n // d1, h // d2))
+    proj = ((d2, d1), (h // d2, n // d1))
+    return fc, proj
+
+
+# -----------------------------------------------------------------------------
+# the three kinds of MLP matrix; each maps (..., in) -> (..., out) and has .dense_weight()
+
+class DenseLinear(nn.Linear):
+    """nn.Linear that also reports its (in, out) matrix like the factored kinds."""
+
+    def dense_weight(self):
+        return self.weight.t()
+
+
+def kron_costs(m1, n1, m2, n2, n_factors, n_tokens):
+    """Multiply-adds of x @ sum_f A_f (x) B_f for each contraction path (A: m1 x n1, B: m2 x n2).
+    For X the input reshaped to (N, m1, m2), the output is A^T X B (reference section on shapes)."""
+    F_, N = n_factors, n_tokens
+    return {
+        'b_first': N * m1 * n2 * (m2 + n1) * F_,
+        'a_first': N * n1 * m2 * (m1 + n2) * F_,
+        'dense': m1 * n1 * m2 * n2 * F_ + N * m1 * m2 * n1 * n2,
+    }
+
+
+class KronLinear(nn.Module):
+    """y = x @ (sum_f s_f A_f (x) B_f) + bias without building the dense weight when that is cheaper."""
+
+    def __init__(self, in_features, out_features, a_shape, n_factors=1, scalers=False, bias=True):
+        super().__init__()
+        m1, n1 = a_shape
+        assert in_features % m1 == 0 and out_features % n1 == 0
+        m2, n2 = in_features // m1, out_features // n1
+        self.in_features, self.out_features = in_features, out_features
+        self.A = nn.Parameter(torch.empty(n_factors, m1, n1))
+        self.B = nn.Parameter(torch.empty(n_factors, m2, n2))
+        self.scale = nn.Parameter(torch.ones(n_factors)) if scalers else None
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.normal_(self.A, std=0.02)
+        nn.init.normal_(self.B, std=0.02)
+        self.force_path = None  # tests and benchmarks pin a path; None lets the cost model choose
+
+    def extra_repr(self):
+        f, m1, n1 = self.A.shape
+        _, m2, n2 = self.B.shape
+        return f"A={f}x({m1},{n1}), B=({m2},{n2}), scalers={self.scale is not None}"
+
+    def scaled_A(self):
+        return self.A if self.scale is None else self.A * self.scale.view(-1, 1, 1)
+
+    def dense_weight(self):
+        f, m1, n1 = self.A.shape
+        _, m2, n2 = self.B.shape
+        # kron(A, B)[i1*m2 + i2, j1*n2 + j2] = A[i1, j1] * B[i2, j2]
+        w = torch.einsum('fij,fkl->ikjl', self.scaled_A(), self.B)
+        return w.reshape(m1 * m2, n1 * n2)
+
+    def path(self, n_tokens):
+        if self.force_path is not None:
+            return self.force_path
+        f, m1, n1 = self.A.shape
+        _, m2, n2 = self.B.shape
+        costs = kron_costs(m1, n1, m2, n2, f, n_tokens)
+        return min(costs, key=costs.get)
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)
+        N = x.shape[0]
+        f, m1, n1 = self.A.shape
+        _, m2, n2 = self.B.shape
+        A = self.scaled_A()
+        path = self.path(N)
+        if path == 'dense':
+            y = x @ self.dense_weight()
+        elif path == 'b_first':
+            # t[n, i1, f, j2] = sum_i2 x[n, i1, i2] B_f[i2, j2]
+            t = x.reshape(N * m1, m2) @ self.B.permute(1, 0, 2).reshape(m2, f * n2)
+            t = t.view(N, m1, f, n2).permute(0, 3, 2, 1).reshape(N * n2, f * m1)
+            y = t @ A.reshape(f * m1, n1)                          # (N*n2, n1)
+            y = y.view(N, n2, n1).transpose(1, 2).reshape(N, self.out_features)
+        elif path == 'a_first':
+            # t[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]
+            t = x.view(N, m1, m2).transpose(1, 2).reshape(N * m2, m1)
+            t = t @ A.permute(1, 0, 2).reshape(m1, f * n1)          # (N*m2, f*n1)
+            t = t.view(N, m2, f, n1).permute(0, 3, 2, 1).reshape(N * n1, f * m2)
+            y = (t @ self.B.reshape(f * m2, n2)).view(N, self.out_features)
+        else:
+            raise ValueError(f"unknown Kronecker path {path!r}")
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*lead, self.out_features)
+
+
+class LowRankLinear(nn.Module):
+    """y = x @ U @ V + bias with U (in, r), V (r, out)."""
+
+    def __init__(self, in_features, out_features, rank, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.U = nn.Parameter(torch.randn(in_features, rank) * 0.02)
+        self.V = nn.Parameter(torch.randn(rank, out_features) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    @property
+    def rank(self):
+        return self.U.shape[1]
+
+    def extra_repr(self):
+        return f"in={self.in_features}, out={self.out_features}, rank={self.rank}"
+
+    def dense_weight(self):
+        return self.U @ self.V
+
+    def forward(self, x):
+        y = (x @ self.U) @ self.V
+        return y if self.bias is None else y + self.bias
+
+
+def lowrank_max_rank(in_features, out_features):
+    return min(in_features, out_features) // 2
+
+
+# -----------------------------------------------------------------------------
+# the transformer
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+        if config.time_mixing:
+            # share of the previous position for the first half of the channels; 1 is minGPT-tuned's shift
+            self.time_mix = nn.Parameter(torch.full((config.n_embd // 2,), float(config.time_mix_init)))
+        if config.time_weighting:
+            # w[h, i-j] weighs key j for query i (a circulant matrix per head), gamma[h, i] rescales
+            # the rows of early queries; both start at one, which leaves attention unchanged
+            self.time_w = nn.Parameter(torch.ones(config.n_head, config.block_size))
+            self.time_gamma = nn.Parameter(torch.ones(config.n_head, config.block_size))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        if hasattr(self, 'time_mix'):
+            half = C // 2
+            prev = F.pad(x[:, :-1, :half], (0, 0, 1, 0))  # (B, T, C/2), zeros at t=0
+            x = torch.cat([x[:, :, :half] + self.time_mix * (prev - x[:, :, :half]), x[:, :, half:]], dim=-1)
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if hasattr(self, 'time_w'):
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            att = F.softmax(att.masked_fill(~causal, float('-inf')), dim=-1)
+            pos = torch.arange(T, device=x.device)
+            dist = (pos.view(T, 1) - pos.view(1, T)).clamp(min=0)  # (T, T)
+            weight = self.time_w[:, dist] * self.time_gamma[:, :T, None]  # (nh, T, T)
+            y = self.attn_dropout(att * weight) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def make_mlp_linear(config, in_features, out_features, which):
+    if config.mlp == 'dense':
+        return DenseLinear(in_features, out_features, bias=config.bias)
+    if config.mlp == 'kron':
+        fc, proj = kron_shapes(config)
+        a_shape = (fc if which == 'fc' else proj)[0]
+        return KronLinear(in_features, out_features, a_shape, config.kron_factors,
+                          config.kron_scalers, bias=config.bias)
+    rank = config.lowrank_rank or lowrank_max_rank(in_features, out_features)
+    return LowRankLinear(in_features, out_features, rank, bias=config.bias)
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = make_mlp_linear(config, config.n_embd, config.mlp_width, 'fc')
+        self.c_proj = make_mlp_linear(config, config.mlp_width, config.n_embd, 'proj')
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        x = F.gelu(self.c_fc(x), approximate='tanh')  # GPT-2's "gelu_new"
+        return self.dropout(self.c_proj(x))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the residual projections (dense ones; factors keep N(0, 0.02))
+        for name, p in self.named_parameters():
+            if name.endswith('c_proj.weight'):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, count='paper'):
+        """'paper': every parameter once (tied embedding once, positions included), as in the
+        Krony-PT tables; 'nanogpt': the same without the position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if count == 'nanogpt':
+            n -= self.transformer.wpe.weight.numel()
+        elif count != 'paper':
+            raise ValueError(f"count must be 'paper' or 'nanogpt', not {count!r}")
+        return n
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def mlp_linears(self):
+        """(name, module) for the 2 * n_layer MLP matrices."""
+        return [(f'transformer.h.{i}.mlp.{w}', getattr(b.mlp, w))
+                for i, b in enumerate(self.transformer.h) for w in ('c_fc', 'c_proj')]
+
+    def matmul_flops_per_token(self, n_tokens):
+        """Forward multiply-adds * 2 per token of every weight matmul, with the path each
+        Kronecker layer takes for n_tokens rows (attention scores excluded)."""
+        c = self.config
+        macs = c.n_layer * 4 * c.n_embd ** 2 + c.n_embd * c.vocab_size
+        for _, lin in self.mlp_linears():
+            if isinstance(lin, KronLinear):
+                f, m1, n1 = lin.A.shape
+                _, m2, n2 = lin.B.shape
+                macs += kron_costs(m1, n1, m2, n2, f, n_tokens)[lin.path(n_tokens)] / n_tokens
+            elif isinstance(lin, LowRankLinear):
+                macs += lin.rank * (lin.in_features + lin.out_features)
+            else:
+                macs += lin.in_features * lin.out_features
+        return 2 * macs
+
+    def estimate_mfu(self, tokens_per_iter, dt, peak_flops=312e12):
+        """Model flops utilisation: fwd + bwd = 3x forward flops, plus attention scores."""
+        c = self.config
+        per_token = 3 * self.matmul_flops_per_token(tokens_per_iter) + 12 * c.n_layer * c.n_embd * c.block_size
+        return per_token * tokens_per_iter / dt / peak_flops
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type='cpu'):
+        """AdamW; decay on tensors with 2+ dims (weights, embeddings, Kronecker factors),
+        none on biases, LayerNorms and per-factor scalars."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay},
+                  {'params': no_decay, 'weight_decay': 0.0}]
+        fused = device_type == 'cuda'
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / max(temperature, 1e-8)
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float('inf')
+            probs = F.softmax(logits, dim=-1)
+            idx = torch.cat((idx, torch.multinomial(probs, 1, generator=generator)), dim=1)
+        return idx
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir, **overrides):
+        """Dense GPT from any HF GPT-2-family model (hub name or a save_pretrained directory)."""
+        from transformers import GPT2LMHeadModel  # heavy, and only needed here
+        try:
+            hf = GPT2LMHeadModel.from_pretrained(name_or_dir)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot load a GPT-2 model from {name_or_dir!r}: {str(e).splitlines()[0]}") from None
+        hc = hf.config
+        if hc.n_inner not in (None, 4 * hc.n_embd):
+            raise ValueError(f"{name_or_dir}: n_inner={hc.n_inner} is not 4*n_embd, which this model assumes")
+        if hc.activation_function not in ('gelu_new', 'gelu_pytorch_tanh'):
+            raise ValueError(f"{name_or_dir}: activation {hc.activation_function!r} is not GPT-2's gelu_new")
+        args = dict(block_size=hc.n_positions, vocab_size=hc.vocab_size, n_layer=hc.n_layer,
+                    n_head=hc.n_head, n_embd=hc.n_embd, layer_norm_epsilon=hc.layer_norm_epsilon,
+                    dropout=0.0, bias=True)
+        args.update(overrides)
+        model = cls(GPTConfig(**args))
+        sd = {k: v for k, v in hf.state_dict().items() if not k.endswith(('.attn.bias', '.attn.masked_bias'))}
+        conv1d = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+        sd = {k: (v.t() if k.endswith(conv1d) else v) for k, v in sd.items()}  # HF Conv1D is (in, out)
+        sd.setdefault('lm_head.weight', sd['transformer.wte.weight'])
+        model.load_state_dict(sd, strict=True)
+        return model
+
+
+# -----------------------------------------------------------------------------
+# checkpoints: {'model': state_dict, 'model_args': GPTConfig fields, ...}, written atomically
+
+def config_from_args(model_args):
+    known = {f.name for f in fields(GPTConfig)}
+    unknown = set(model_args) - known
+    if unknown:
+        raise ValueError(f"model_args has unknown keys {sorted(unknown)}; was it written by a newer version?")
+    return GPTConfig(**model_args)
+
+
+def save_checkpoint(obj, path):
+    """torch.save to a temporary file in the same directory, then rename: a crash or a full disk
+    never leaves a truncated checkpoint in place of the last good one."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path, map_location='cpu'):
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is not a readable torch file ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or 'model' not in ckpt or 'model_args' not in ckpt:
+        raise ValueError(f"{path} is not a GPT checkpoint of this project (no 'model' and 'model_args')")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt):
+    model = GPT(config_from_args(ckpt['model_args']))
+    # torch.compile prefixes parameter names with _orig_mod.
+    sd = {k.removeprefix('_orig_mod.'): v for k, v in ckpt['model'].items()}
+    model.load_state_dict(sd)
+    return model
+
+
+def load_model(spec, map_location='cpu'):
+    """(model, checkpoint dict or None) from a project checkpoint file, an HF directory or a hub name."""
+    if os.path.isfile(spec) or spec.endswith(('.pt', '.pth', '.ckpt')):
+        ckpt = load_checkpoint(spec, map_location)
+        try:
+            return model_from_checkpoint(ckpt), ckpt
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"{spec}: weights do not match its model_args ({str(e).splitlines()[0]})") from None
+    return GPT.from_pretrained(spec), None
