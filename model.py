@@ -20,6 +20,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 MLP_KINDS = ('dense', 'kron', 'lowrank')
+KRON_PATHS = ('dense', 'a_first', 'b_first')  # ways KronLinear can compute x @ W
 
 
 @dataclass
@@ -159,7 +160,7 @@ class KronLinear(nn.Module):
             t = t.view(N, m2, f, n1).permute(0, 3, 2, 1).reshape(N * n1, f * m2)
             y = (t @ self.B.reshape(f * m2, n2)).view(N, self.out_features)
         else:
-            raise ValueError(f"unknown Kronecker path {path!r}")
+            raise ValueError(f"unknown Kronecker path {path!r}; one of {KRON_PATHS}")
         if self.bias is not None:
             y = y + self.bias
         return y.view(*lead, self.out_features)
