@@ -167,31 +167,63 @@ class KronLinear(nn.Module):
 
 
 class LowRankLinear(nn.Module):
-    """y = x @ U @ V + bias with U (in, r), V (r, out)."""
+    """y = x @ U[:, :r] @ V[:r] + bias with U (in, rank), V (rank, out) and r = active_rank.
+
+    A plain low-rank matrix uses all its ranks (r = rank). InRank's first stage (inrank.py)
+    allocates the maximum rank once and grows r during training, so the parameters and the
+    optimizer state never change shape; the ranks beyond r keep their initial values and get
+    exactly zero gradient until they are switched on, as in InRank's repository.
+    """
 
     def __init__(self, in_features, out_features, rank, bias=True):
         super().__init__()
+        if not 1 <= rank <= min(in_features, out_features):
+            raise ValueError(f"low rank {rank} must be between 1 and min(in, out) = "
+                             f"{min(in_features, out_features)} for a {in_features}x{out_features} matrix")
         self.in_features, self.out_features = in_features, out_features
+        # U like a GPT-2 weight; V's std 1/sqrt(rank) gives U @ V the std 0.02 of a dense init when
+        # every rank is in use, and proportionally less while InRank uses only some of them
         self.U = nn.Parameter(torch.randn(in_features, rank) * 0.02)
-        self.V = nn.Parameter(torch.randn(rank, out_features) * 0.02)
+        self.V = nn.Parameter(torch.randn(rank, out_features) / math.sqrt(rank))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        # the buffer persists r in checkpoints; the python int avoids a device sync per forward
+        self.register_buffer('active_rank', torch.tensor(rank))
+        self._active = rank
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._active = int(self.active_rank)
+
+    def set_active_rank(self, r):
+        if not 1 <= r <= self.U.shape[1]:
+            raise ValueError(f"active rank {r} must be between 1 and the allocated rank {self.U.shape[1]}")
+        self.active_rank.fill_(r)
+        self._active = r
 
     @property
     def rank(self):
-        return self.U.shape[1]
+        return self._active
 
     def extra_repr(self):
-        return f"in={self.in_features}, out={self.out_features}, rank={self.rank}"
+        return f"in={self.in_features}, out={self.out_features}, rank={self.rank} of {self.U.shape[1]}"
+
+    def factors(self):
+        """(U, V) restricted to the ranks in use: (in, r) and (r, out)."""
+        r = self._active
+        return self.U[:, :r], self.V[:r]
 
     def dense_weight(self):
-        return self.U @ self.V
+        U, V = self.factors()
+        return U @ V
 
     def forward(self, x):
-        y = (x @ self.U) @ self.V
+        U, V = self.factors()
+        y = (x @ U) @ V
         return y if self.bias is None else y + self.bias
 
 
 def lowrank_max_rank(in_features, out_features):
+    """InRank's cap on the rank of an MLP matrix (its repository's max_rank)."""
     return min(in_features, out_features) // 2
 
 
@@ -209,30 +241,44 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
         if config.time_mixing:
-            # share of the previous position for the first half of the channels; 1 is minGPT-tuned's shift
+            # share of the previous position in the first half of the channels; 0 is the identity,
+            # 1 is minGPT-tuned's shift of half the channels by one position
             self.time_mix = nn.Parameter(torch.full((config.n_embd // 2,), float(config.time_mix_init)))
         if config.time_weighting:
-            # w[h, i-j] weighs key j for query i (a circulant matrix per head), gamma[h, i] rescales
-            # the rows of early queries; both start at one, which leaves attention unchanged
+            # time_w[h, d] weighs a key d positions before the query (one circulant matrix per head,
+            # block_size parameters instead of block_size^2); time_gamma[h, i] rescales query i,
+            # which lets early tokens with few keys be weighted apart. Ones leave attention unchanged.
             self.time_w = nn.Parameter(torch.ones(config.n_head, config.block_size))
             self.time_gamma = nn.Parameter(torch.ones(config.n_head, config.block_size))
 
+    def time_weights(self, T):
+        """(n_head, T, T) factors that multiply the attention probabilities: w[h, i - j] * gamma[h, i]
+        on and below the diagonal, zero above it."""
+        pos = torch.arange(T, device=self.time_w.device)
+        dist = pos.view(T, 1) - pos.view(1, T)  # (T, T), i - j
+        causal = dist >= 0
+        return self.time_w[:, dist.clamp(min=0)] * causal * self.time_gamma[:, :T, None]
+
+    def shift_mix(self, x):
+        """The first C/2 channels move towards their value one position earlier (zero before t=0)."""
+        half = self.time_mix.shape[0]
+        x1 = x[..., :half]
+        prev = F.pad(x1, (0, 0, 1, -1))  # (B, T, C/2): position t holds x1 at t-1
+        # lerp is exact at both ends: mix 0 returns x1 and mix 1 returns prev, bit for bit
+        return torch.cat([torch.lerp(x1, prev, self.time_mix.to(x.dtype)), x[..., half:]], dim=-1)
+
     def forward(self, x):
-        B, T, C = x.shape
+        B, T, C = x.size()
         if hasattr(self, 'time_mix'):
-            half = C // 2
-            prev = F.pad(x[:, :-1, :half], (0, 0, 1, 0))  # (B, T, C/2), zeros at t=0
-            x = torch.cat([x[:, :, :half] + self.time_mix * (prev - x[:, :, :half]), x[:, :, half:]], dim=-1)
+            x = self.shift_mix(x)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if hasattr(self, 'time_w'):
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+            # the weights act after the softmax, so this path spells attention out (no fused kernel)
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             att = F.softmax(att.masked_fill(~causal, float('-inf')), dim=-1)
-            pos = torch.arange(T, device=x.device)
-            dist = (pos.view(T, 1) - pos.view(1, T)).clamp(min=0)  # (T, T)
-            weight = self.time_w[:, dist] * self.time_gamma[:, :T, None]  # (nh, T, T)
-            y = self.attn_dropout(att * weight) @ v
+            y = self.attn_dropout(att * self.time_weights(T).to(att.dtype)) @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
                                                is_causal=True)
@@ -361,9 +407,11 @@ class GPT(nn.Module):
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type='cpu'):
         """AdamW; decay on tensors with 2+ dims (weights, embeddings, Kronecker factors),
         none on biases, LayerNorms and per-factor scalars."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
+        # the attention tricks' time_* tensors are multipliers that start at one (or a mix that
+        # starts at time_mix_init); decaying them towards zero would switch attention off
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        decay = [p for n, p in params.items() if p.dim() >= 2 and '.time_' not in n]
+        no_decay = [p for n, p in params.items() if p.dim() < 2 or '.time_' in n]
         groups = [{'params': decay, 'weight_decay': weight_decay},
                   {'params': no_decay, 'weight_decay': 0.0}]
         fused = device_type == 'cuda'
@@ -404,7 +452,13 @@ class GPT(nn.Module):
         conv1d = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
         sd = {k: (v.t() if k.endswith(conv1d) else v) for k, v in sd.items()}  # HF Conv1D is (in, out)
         sd.setdefault('lm_head.weight', sd['transformer.wte.weight'])
-        model.load_state_dict(sd, strict=True)
+        # the attention tricks (overrides time_weighting / time_mixing) are not in GPT-2 and keep
+        # their identity initialisation; every other weight must be there
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if '.attn.time_' not in k]
+        if missing or unexpected:
+            raise ValueError(f"{name_or_dir}: weights do not match GPT-2's layout "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
         return model
 
 
