@@ -97,6 +97,24 @@ def kron_costs(m1, n1, m2, n2, n_factors, n_tokens):
     }
 
 
+def kron_moves(m1, n1, m2, n2, n_factors, n_tokens):
+    """Elements each path writes besides its output: the intermediate product and the transposes
+    (of x for a_first when m2 > 1; of the intermediate and of the output for b_first when n2 > 1),
+    and the built weight for 'dense'. These passes are memory-bound, see MOVE_MACS."""
+    F_, N = n_factors, n_tokens
+    return {
+        'b_first': N * m1 * n2 * F_ + (0 if n2 == 1 else N * (m1 * n2 * F_ + n1 * n2)),
+        'a_first': N * n1 * m2 * F_ + (0 if m2 == 1 else N * m1 * m2),
+        'dense': m1 * n1 * m2 * n2,
+    }
+
+
+# multiply-adds that writing one element costs: a memory-bound pass runs at ~1-7 ns per element on
+# a CPU, a large fp32 matmul at ~0.03-0.05 ns per multiply-add (script/bench.py); 32 is the low end,
+# so the model only departs from the multiply-add count when a path moves much more memory
+MOVE_MACS = 32
+
+
 class KronLinear(nn.Module):
     """y = x @ (sum_f s_f A_f (x) B_f) + bias without building the dense weight when that is cheaper."""
 
@@ -134,7 +152,9 @@ class KronLinear(nn.Module):
             return self.force_path
         f, m1, n1 = self.A.shape
         _, m2, n2 = self.B.shape
-        costs = kron_costs(m1, n1, m2, n2, f, n_tokens)
+        macs = kron_costs(m1, n1, m2, n2, f, n_tokens)
+        moved = kron_moves(m1, n1, m2, n2, f, n_tokens)
+        costs = {p: macs[p] + MOVE_MACS * moved[p] for p in KRON_PATHS}
         return min(costs, key=costs.get)
 
     def forward(self, x):
@@ -143,26 +163,41 @@ class KronLinear(nn.Module):
         N = x.shape[0]
         f, m1, n1 = self.A.shape
         _, m2, n2 = self.B.shape
-        A = self.scaled_A()
         path = self.path(N)
+        bias = self.bias
         if path == 'dense':
-            y = x @ self.dense_weight()
+            # W built as (out, in) like nn.Linear's weight, so this is the dense model's addmm exactly
+            w = torch.einsum('fij,fkl->jlik', self.scaled_A(), self.B).reshape(self.out_features, self.in_features)
+            y = F.linear(x, w, bias)
         elif path == 'b_first':
-            # t[n, i1, f, j2] = sum_i2 x[n, i1, i2] B_f[i2, j2]
-            t = x.reshape(N * m1, m2) @ self.B.permute(1, 0, 2).reshape(m2, f * n2)
-            t = t.view(N, m1, f, n2).permute(0, 3, 2, 1).reshape(N * n2, f * m1)
-            y = t @ A.reshape(f * m1, n1)                          # (N*n2, n1)
-            y = y.view(N, n2, n1).transpose(1, 2).reshape(N, self.out_features)
+            # t[n, i1, j2, f] = sum_i2 x[n, i1, i2] B_f[i2, j2], all factors in one product
+            t = x.view(N * m1, m2) @ self.B.permute(1, 2, 0).reshape(m2, n2 * f)
+            a = self.scaled_A().transpose(0, 1).reshape(m1 * f, n1)  # rows (i1, f), as t's columns
+            if n2 == 1:
+                # t is already the (N, m1*f) left operand and the product is the output: no copies
+                t = t.view(N, m1 * f)
+                y = t @ a if bias is None else torch.addmm(bias, t, a)
+            else:
+                # rows (n, j2) make the large product one contiguous matmul; one pass then
+                # transposes its (N, n2, n1) result to (N, n1, n2), adding the bias on the way
+                t = t.view(N, m1, n2, f).transpose(1, 2).reshape(N * n2, m1 * f)
+                y = (t @ a).view(N, n2, n1).transpose(1, 2)
+                y = y.reshape(N, self.out_features) if bias is None else (bias.view(n1, n2) + y).view(N, -1)
         elif path == 'a_first':
-            # t[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]
-            t = x.view(N, m1, m2).transpose(1, 2).reshape(N * m2, m1)
-            t = t @ A.permute(1, 0, 2).reshape(m1, f * n1)          # (N*m2, f*n1)
-            t = t.view(N, m2, f, n1).permute(0, 3, 2, 1).reshape(N * n1, f * m2)
-            y = (t @ self.B.reshape(f * m2, n2)).view(N, self.out_features)
+            # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one contiguous
+            # matmul over all factors (transposing x is a copy only when m2 > 1)
+            xt = x.view(N, m1, m2).transpose(1, 2).reshape(N * m2, m1)
+            s = xt @ self.scaled_A().transpose(0, 1).reshape(m1, f * n1)
+            s = s.view(N, m2 * f, n1).transpose(1, 2)                  # (N, n1, m2*f), a view
+            b = self.B.transpose(0, 1).reshape(m2 * f, n2)             # rows (i2, f), as s's columns
+            # the small product writes (N, n1, n2), the output layout, with the bias fused
+            if bias is None:
+                y = torch.matmul(s, b)
+            else:
+                y = torch.baddbmm(bias.view(1, n1, n2), s, b.expand(N, m2 * f, n2))
+            y = y.view(N, self.out_features)
         else:
             raise ValueError(f"unknown Kronecker path {path!r}; one of {KRON_PATHS}")
-        if self.bias is not None:
-            y = y + self.bias
         return y.view(*lead, self.out_features)
 
 
