@@ -219,7 +219,7 @@ def window_nll(model, ids, spans, batch_size=8, device='cpu', progress=False):
                               reduction='none').view(len(idx), T - 1)
         k = counts[idx].to(device)
         scored = torch.arange(T - 1, device=device) >= (T - 1 - k)[:, None]  # the last k predictions
-        sums[idx] = (nll * scored).sum(1).double().cpu()
+        sums[idx] = torch.where(scored, nll, 0.0).sum(1).double().cpu()  # where: an unscored inf stays out
         bar.update(len(idx))
     bar.close()
     return sums, counts
