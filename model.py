@@ -206,8 +206,8 @@ class LowRankLinear(nn.Module):
 
     A plain low-rank matrix uses all its ranks (r = rank). InRank's first stage (inrank.py)
     allocates the maximum rank once and grows r during training, so the parameters and the
-    optimizer state never change shape; the ranks beyond r keep their initial values and get
-    exactly zero gradient until they are switched on, as in InRank's repository.
+    optimizer state never change shape; the ranks beyond r get exactly zero gradient and keep
+    their initial values (up to weight decay) until they are switched on, as in InRank's repository.
     """
 
     def __init__(self, in_features, out_features, rank, bias=True):

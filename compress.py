@@ -1,0 +1,178 @@
+"""
+Initialise the non-Kronecker students from a trained model: low-rank MLPs by truncated SVD,
+InRank's second stage, and layer truncation (DistilGPT2-style).
+
+    python compress.py lowrank RANK [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
+    python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt [--buffer N] [--out PATH]
+    python compress.py truncate [--layers 0,2,4,7,9,11] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
+
+    python compress.py lowrank 154        # GPT-2 small: about the parameters of Krony-PT's 768 768 1
+    python compress.py truncate           # DistilGPT2's student init: layers 0, 2, 4, 7, 9, 11 of gpt2
+
+`lowrank RANK`: every MLP matrix W (x @ W orientation) becomes U V with U = U_r sqrt(S_r) and
+V = sqrt(S_r) Vh_r from W's SVD, the Frobenius-nearest rank-r matrix (Eckart-Young); the source
+may be dense, Kronecker or low-rank (its dense_weight() is factorised).
+`lowrank found`: InRank's stage 2 (see inrank.py): the same truncation of an InRank stage-1
+checkpoint to the rank its growth found, the largest over the matrices of active rank minus the
+buffer (read from the checkpoint's train config `inrank_buffer_modes`, or --buffer).
+`truncate`: a shallower model whose block i is the source's block LAYERS[i]; embeddings and the
+final LayerNorm are copied. The default keeps n_layer // 2 evenly spaced layers, which for 12
+layers gives DistilGPT2's 0, 2, 4, 7, 9, 11. Train it with distillation from the source:
+    python train.py CONFIG --init_from=checks/truncate_0-2-4-7-9-11.pt --kd_teacher=gpt2
+Everything not named above (attention, embeddings, LayerNorms, MLP biases, the attention tricks)
+is copied. Outputs are checkpoints that train.py starts from (init_from=PATH), krony_to_gpt.py
+exports and perplexity_eval.py evaluates.
+"""
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+
+import torch
+
+from model import GPT, GPTConfig, load_model, save_checkpoint
+
+
+def svd_factors(W, rank):
+    """(U (in, rank), V (rank, out)) with U @ V the nearest rank-`rank` matrix to W (in, out)."""
+    Uf, S, Vh = torch.linalg.svd(W.double(), full_matrices=False)
+    root = S[:rank].sqrt()
+    return Uf[:, :rank] * root, root[:, None] * Vh[:rank]
+
+
+def mlp_matrix_keys(model):
+    """State-dict keys of the MLP matrices' weights (factors, scalars, active rank), biases excluded."""
+    names = [name for name, _ in model.mlp_linears()]
+    return {k for k in model.state_dict() if any(k.startswith(n + '.') for n in names) and not k.endswith('.bias')}
+
+
+def lowrank_model(model, rank):
+    """(low-rank GPT, per-matrix relative Frobenius errors) from any GPT of this project."""
+    c = model.config
+    limit = min(c.n_embd, c.mlp_width)
+    if not 1 <= rank <= limit:
+        raise ValueError(f"rank {rank} must be between 1 and min(n_embd, 4*n_embd) = {limit}")
+    defaults = GPTConfig()
+    config = replace(c, mlp='lowrank', lowrank_rank=rank, kron_dim1=defaults.kron_dim1,
+                     kron_dim2=defaults.kron_dim2, kron_factors=defaults.kron_factors,
+                     kron_scalers=defaults.kron_scalers)
+    new = GPT(config)
+    skip = mlp_matrix_keys(model)
+    sd = {k: v for k, v in model.state_dict().items() if k not in skip}
+    errors = []
+    for name, lin in model.mlp_linears():
+        W = lin.dense_weight().detach().double()  # (in, out)
+        U, V = svd_factors(W, rank)
+        errors.append((name, ((W - U @ V).norm() / W.norm()).item()))
+        sd[f'{name}.U'], sd[f'{name}.V'] = U.float(), V.float()
+        sd[f'{name}.active_rank'] = torch.tensor(rank)
+    new.load_state_dict(sd, strict=True)
+    return new, errors
+
+
+def default_layers(n_layer):
+    """n_layer // 2 evenly spaced layers, first and last included (DistilGPT2's for 12)."""
+    k = max(1, n_layer // 2)
+    if k == 1:
+        return [0]
+    return [int(i * (n_layer - 1) / (k - 1) + 0.5) for i in range(k)]
+
+
+def truncate_model(model, layers):
+    """A GPT whose block i is a copy of model's block layers[i]; everything else copied."""
+    n = model.config.n_layer
+    if not layers or len(set(layers)) != len(layers) or not all(0 <= i < n for i in layers):
+        raise ValueError(f"layers {layers} must be distinct indices between 0 and {n - 1}")
+    new = GPT(replace(model.config, n_layer=len(layers)))
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.startswith('transformer.h.'):
+            i, rest = k[len('transformer.h.'):].split('.', 1)
+            if int(i) in layers:
+                sd[f'transformer.h.{layers.index(int(i))}.{rest}'] = v
+        else:
+            sd[k] = v
+    new.load_state_dict(sd, strict=True)
+    return new
+
+
+def stage2_rank(model, ckpt, buffer):
+    """(rank, {matrix: rank found}) for InRank's stage 2 of a stage-1 checkpoint."""
+    from inrank import ranks_found
+    if buffer is None:
+        buffer = (ckpt or {}).get('config', {}).get('inrank_buffer_modes')
+        if buffer is None:
+            raise ValueError("the source has no train config with inrank_buffer_modes "
+                             "(not an InRank stage-1 checkpoint of train.py?); pass --buffer N")
+    found = ranks_found(model, buffer)
+    rank = max(found.values())
+    if rank < 1:
+        raise ValueError(f"active ranks minus the buffer {buffer} leave no rank ({found}); is --buffer right?")
+    return rank, found
+
+
+def parse_layers(text):
+    try:
+        return [int(t) for t in text.split(',')]
+    except ValueError:
+        raise ValueError(f"--layers {text!r} must be comma-separated layer indices, e.g. 0,2,4,7,9,11") from None
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
+    sub = p.add_subparsers(dest='method', required=True)
+    lr = sub.add_parser('lowrank', help='truncated SVD of every MLP matrix')
+    lr.add_argument('rank', help="rank of U V, or 'found' for InRank's stage 2 of a stage-1 checkpoint")
+    lr.add_argument('--buffer', type=int, default=None, help="found: InRank's buffer_modes (default: from the checkpoint)")
+    tr = sub.add_parser('truncate', help='keep a subset of the layers')
+    tr.add_argument('--layers', default=None, help='comma-separated source layers (default: n_layer // 2 evenly spaced)')
+    for s in (lr, tr):
+        s.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or checkpoint')
+        s.add_argument('--out', default=None)
+    args = p.parse_args(argv)
+    if args.method == 'lowrank' and args.rank != 'found' and not args.rank.isdigit():
+        raise ValueError(f"RANK must be a positive integer or 'found', not {args.rank!r}")
+    layers = parse_layers(args.layers) if args.method == 'truncate' and args.layers else None
+
+    t0 = time.time()
+    src, ckpt = load_model(args.source)
+    src.eval()
+    print(f"{args.source}: {src.config.n_layer} layers, n_embd {src.config.n_embd}, mlp {src.config.mlp}, "
+          f"{src.num_params('paper'):,} parameters")
+    info = dict(source=args.source, method=args.method)
+    with torch.no_grad():
+        if args.method == 'truncate':
+            layers = layers if layers is not None else default_layers(src.config.n_layer)
+            model = truncate_model(src, layers)
+            info['layers'] = layers
+            print(f"kept layers {layers}")
+            out = args.out or os.path.join('checks', f"truncate_{'-'.join(map(str, layers))}.pt")
+        else:
+            if args.rank == 'found':
+                rank, found = stage2_rank(src, ckpt, args.buffer)
+                print("InRank ranks found: " + ', '.join(f"{n.removeprefix('transformer.')} {r}" for n, r in found.items()))
+                print(f"stage 2 keeps the largest, {rank}, in every matrix")
+                info['ranks_found'] = found
+                out = args.out or os.path.join('checks', f'inrank_stage2_r{rank}.pt')
+            else:
+                rank = int(args.rank)
+                out = args.out or os.path.join('checks', f'lowrank_{rank}.pt')
+            model, errors = lowrank_model(src, rank)
+            info['rank'] = rank
+            info['rel_err'] = dict(errors)
+            print(f"{'matrix':<28} {'rel.err':>8}")
+            for name, err in errors:
+                print(f"{name:<28} {err:8.4f}")
+    for count in ('paper', 'nanogpt'):
+        print(f"parameters ({count} count): {src.num_params(count):,} -> {model.num_params(count):,}")
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'compress': info}, out)
+    print(f"done in {time.time() - t0:.1f} s; wrote {out}")
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
