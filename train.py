@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import load_config
+from inrank import start as inrank_start, update as inrank_update
 from model import GPT, GPTConfig, load_checkpoint, load_model, model_from_checkpoint, save_checkpoint
 
 # -----------------------------------------------------------------------------
@@ -66,11 +67,19 @@ kron_scalers = False
 lowrank_rank = 0
 time_weighting = False
 time_mixing = False
+time_mix_init = 0.0     # time-mixing's starting share of the previous position (0 = identity, 1 = full shift)
 dropout = 0.0           # set on every init: it changes no weights
 # knowledge distillation: loss = (1 - kd_alpha) * LM + kd_alpha * T^2 * KL(teacher_T || student_T)
 kd_teacher = ''         # '' (off) | HF name or dir | checkpoint path
 kd_alpha = 0.5
 kd_temperature = 2.0
+# InRank stage 1 (inrank.py; needs mlp='lowrank'): ranks start at init_modes + buffer_modes and grow
+inrank = False
+inrank_init_modes = 2
+inrank_buffer_modes = 100
+inrank_threshold = 0.9  # explained ratio that the kept ranks must pass
+inrank_warmup_iter = 200
+inrank_gap_iter = 25
 # AdamW
 learning_rate = 6e-4
 max_iters = 600000
@@ -174,6 +183,7 @@ def build_model(c, data_vocab):
                     vocab_size=c.vocab_size or data_vocab or 50257, mlp=c.mlp, kron_dim1=c.kron_dim1,
                     kron_dim2=c.kron_dim2, kron_factors=c.kron_factors, kron_scalers=c.kron_scalers,
                     lowrank_rank=c.lowrank_rank, time_weighting=c.time_weighting, time_mixing=c.time_mixing,
+                    time_mix_init=c.time_mix_init,
                     dropout=c.dropout)
         model = GPT(GPTConfig(**args))
         return model, asdict(model.config), None
@@ -273,6 +283,8 @@ def main(argv):
         raise ValueError(f"data/{c.dataset} has {meta['vocab_size']} token ids but the model only "
                          f"{model_args['vocab_size']}; train from scratch or use a GPT-2 BPE dataset")
     model.to(dev)
+    if c.inrank and c.init_from != 'resume':  # a resumed run keeps the ranks of its checkpoint
+        inrank_start(model, c.inrank_init_modes, c.inrank_buffer_modes)
     optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type)
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
     iter_num, best_val_loss = 0, float('inf')
@@ -386,7 +398,13 @@ def main(argv):
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        # methods that change the model between steps (e.g. rank growth) hook in here
+        # methods that change the model between steps hook in here
+        if c.inrank:
+            changes = inrank_update(raw_model, iter_num + 1, c.inrank_warmup_iter, c.inrank_gap_iter,
+                                    c.inrank_threshold, c.inrank_buffer_modes)
+            if master and changes:
+                print(f"inrank {iter_num} | " + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
+                                                          for n, a, b in changes), flush=True)
 
         dt = time.time() - t0
         if master and (iter_num % c.log_interval == 0 or stopping):
