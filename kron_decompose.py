@@ -1,0 +1,239 @@
+"""
+Initialise a Krony-PT model from a dense GPT-2: every MLP matrix becomes sum_f s_f * A_f (x) B_f.
+
+    python kron_decompose.py DIM_1 DIM_2 N_FACTORS [--init vl|prune|random] [--normalize | --no-normalize]
+                             [--scalers] [--eps 0.1] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--seed N]
+
+    python kron_decompose.py 768 768 1                  # 81M: Van Loan init, norm restored
+    python kron_decompose.py 384 3072 1 --init prune    # 96M: every other row of W, B = [1, 0.1]^T
+    python kron_decompose.py 256 1024 4 --scalers       # 92M-4: per-factor scalars start at alpha
+
+c_fc's first factor is (DIM_1, DIM_2), c_proj's is (DIM_2, DIM_1) (x @ W orientation, see model.py).
+Inits: `vl` the Frobenius-nearest sum of N_FACTORS Kronecker products (Van Loan & Pitsianis),
+`prune` (paper section III-G, only the shape whose c_fc second factor is (2, 1), e.g. `384 3072 1`),
+`random` N(0, 0.02) factors as a baseline. With normalisation (paper section III-E) the result is
+rescaled by alpha = ||W||_F / ||W_hat||_F so it keeps W's norm: folded into A_f, or, with --scalers,
+the starting value of every s_f. Writes checks/kron_{DIM_1}_{DIM_2}_{N_FACTORS}_{init}[_nonorm][_scalers].pt
+(override with --out), a checkpoint that train.py starts from (init_from=PATH) and
+model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
+MLP biases) is copied from the source.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, replace
+
+import torch
+
+from model import GPT, kron_shapes, load_model, save_checkpoint
+
+INITS = ('vl', 'prune', 'random')
+MLP_WEIGHTS = ('mlp.c_fc.weight', 'mlp.c_proj.weight')
+
+
+def rearrange(W, a_shape):
+    """R such that W = sum_f A_f (x) B_f  <=>  R = sum_f vec(A_f) vec(B_f)^T (Van Loan & Pitsianis):
+    the (m2 x n2) block (i1, j1) of W, read row by row, becomes row i1*n1 + j1 of R.
+    Indexing as torch.kron: kron(A, B)[i1*m2 + i2, j1*n2 + j2] = A[i1, j1] * B[i2, j2]."""
+    m1, n1 = a_shape
+    m2, n2 = W.shape[0] // m1, W.shape[1] // n1
+    return W.reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
+
+
+def kron_sum(A, B, scale=None):
+    """sum_f s_f * A_f (x) B_f for A (F, m1, n1), B (F, m2, n2): the (m1*m2, n1*n2) matrix."""
+    if scale is not None:
+        A = A * scale.view(-1, 1, 1)
+    f, m1, n1 = A.shape
+    _, m2, n2 = B.shape
+    return torch.einsum('fij,fkl->ikjl', A, B).reshape(m1 * m2, n1 * n2)
+
+
+def factor_shapes(W, a_shape, n_factors):
+    """B's shape for W and a_shape; raises if a_shape does not tile W or n_factors passes the rank bound."""
+    (M, N), (m1, n1) = W.shape, a_shape
+    if m1 <= 0 or n1 <= 0 or M % m1 or N % n1:
+        raise ValueError(f"first factor {tuple(a_shape)} does not tile a {M}x{N} matrix")
+    m2, n2 = M // m1, N // n1
+    bound = min(m1 * n1, m2 * n2)
+    if not 1 <= n_factors <= bound:
+        raise ValueError(f"{n_factors} factors: must be between 1 and {bound}, the rank bound for "
+                         f"factors {(m1, n1)} and {(m2, n2)}")
+    return m2, n2
+
+
+def nearest_kron(W, a_shape, n_factors):
+    """Frobenius-nearest sum of n_factors Kronecker products to W (Van Loan & Pitsianis 1993).
+
+    Returns A (F, m1, n1), B (F, m2, n2) and every singular value of rearrange(W), all float64:
+    the top F singular triplets reshaped, each side scaled by sqrt(sigma_f). The error is
+    ||W - sum A_f (x) B_f||_F = sqrt(sum_{i >= F} sigma_i^2) (Eckart-Young on the rearrangement).
+    The SVD is exact. For the paper's shapes R is tall and thin (768 768: 589824 x 4); a QR first
+    leaves only a tiny SVD and takes half the time of LAPACK's SVD of R, with the same stability."""
+    m1, n1 = a_shape
+    m2, n2 = factor_shapes(W, a_shape, n_factors)
+    R = rearrange(W.detach().to(torch.float64), a_shape)
+    if R.shape[0] > 2 * R.shape[1]:
+        Q, T = torch.linalg.qr(R)  # (p, q), (q, q)
+        U, S, Vh = torch.linalg.svd(T)
+        U = Q @ U[:, :n_factors]
+    else:
+        U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+    root = S[:n_factors].sqrt()
+    A = (U[:, :n_factors] * root).T.reshape(n_factors, m1, n1)
+    B = (Vh[:n_factors] * root[:, None]).reshape(n_factors, m2, n2)
+    return A.contiguous(), B.contiguous(), S
+
+
+def prune_init(W, a_shape, eps=0.1):
+    """Paper section III-G: with a second factor (2, 1), A = every other row of W and B = [1, eps]^T,
+    so the kept rows are W's and each dropped row becomes eps times the row above it; with (1, 2)
+    (c_proj's transposed shape) the same along the columns. eps > 0 avoids an exact zero."""
+    m2, n2 = factor_shapes(W, a_shape, 1)
+    W = W.detach().to(torch.float64)
+    if (m2, n2) == (2, 1):
+        A, B = W[0::2, :], torch.tensor([[1.0], [eps]], dtype=torch.float64)
+    elif (m2, n2) == (1, 2):
+        A, B = W[:, 0::2], torch.tensor([[1.0, eps]], dtype=torch.float64)
+    else:
+        raise ValueError(f"prune needs a second factor of shape (2, 1) or (1, 2), not {(m2, n2)}")
+    return A.unsqueeze(0).contiguous(), B.unsqueeze(0)
+
+
+def norm_alpha(W, W_hat):
+    """Paper section III-E, adaptive normalisation: alpha = ||W||_F / ||W_hat||_F, so that
+    alpha * W_hat keeps W's Frobenius norm (1 if W_hat is zero: nothing to rescale)."""
+    norm_hat = W_hat.norm().item()
+    return W.norm().item() / norm_hat if norm_hat > 0 else 1.0
+
+
+def kron_config(config, dim1, dim2, n_factors, init='vl', scalers=False):
+    """The Kronecker GPTConfig for a dense source config; raises ValueError for anything
+    decompose_model cannot do, so callers can check before computing or writing."""
+    if config.mlp != 'dense':
+        raise ValueError(f"the source has mlp={config.mlp!r}; decompose a dense model (hub name, HF "
+                         f"directory or dense checkpoint), e.g. one exported with krony_to_gpt.py")
+    if init not in INITS:
+        raise ValueError(f"init {init!r} is not one of {', '.join(INITS)}")
+    kron = replace(config, mlp='kron', kron_dim1=dim1, kron_dim2=dim2, kron_factors=n_factors,
+                   kron_scalers=scalers)  # __post_init__ checks the divisors and the rank bound
+    if init == 'prune':
+        (_, b_fc), _ = kron_shapes(kron)
+        if b_fc != (2, 1) or n_factors != 1:
+            n, h = config.n_embd, config.mlp_width
+            raise ValueError(f"--init prune supports only `{n // 2} {h} 1` for n_embd={n} (c_fc's second "
+                             f"factor (2, 1), one factor); got `{dim1} {dim2} {n_factors}` with second "
+                             f"factor {b_fc}")
+    return kron
+
+
+def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=True, scalers=False,
+                    eps=0.1, seed=0):
+    """(Kronecker GPT, per-matrix stats) from a dense GPT.
+
+    Non-MLP parameters and the MLP biases are copied. For each MLP matrix W (x @ W orientation),
+    W_hat = sum_f A_f (x) B_f from `init`; with normalize, alpha = ||W|| / ||W_hat|| is folded into
+    A_f, or with scalers every s_f starts at alpha (s_f = 1 without normalize). `random` draws
+    N(0, 0.02) factors and is never normalised (its alpha would only undo the baseline's scale).
+    Stats per matrix: rel_err = ||W - W_hat|| / ||W|| (the Van Loan optimum for vl), kept =
+    ||W_hat|| / ||W||, alpha, and rel_err_final of the matrix actually stored (alpha * W_hat)."""
+    config = kron_config(dense_model.config, dim1, dim2, n_factors, init, scalers)
+    normalize = normalize and init != 'random'
+    with torch.device('meta'):  # every parameter is assigned below: skip the random init (seconds for GPT-2)
+        model = GPT(config)
+    dtype = dense_model.transformer.wte.weight.dtype
+    gen = torch.Generator().manual_seed(seed)
+    # fresh Parameters, one per source Parameter, so the tied wte / lm_head stay one tensor
+    copies = {}
+    sd = {k: copies.setdefault(id(v), torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad))
+          for k, v in dense_model.state_dict(keep_vars=True).items() if not k.endswith(MLP_WEIGHTS)}
+    stats = []
+    for (name, dense_lin), (_, lin) in zip(dense_model.mlp_linears(), model.mlp_linears()):
+        W = dense_lin.dense_weight().detach().to(torch.float64)  # (in, out)
+        a_shape = tuple(lin.A.shape[1:])
+        if init == 'vl':
+            A, B, _ = nearest_kron(W, a_shape, n_factors)
+        elif init == 'prune':
+            A, B = prune_init(W, a_shape, eps)
+        else:
+            A = torch.randn(lin.A.shape, generator=gen, dtype=torch.float64) * 0.02
+            B = torch.randn(lin.B.shape, generator=gen, dtype=torch.float64) * 0.02
+        W_hat = kron_sum(A, B)
+        alpha = norm_alpha(W, W_hat) if normalize else 1.0
+        norm = W.norm().item()
+        stats.append(dict(layer=name, rel_err=(W - W_hat).norm().item() / norm,
+                          kept=W_hat.norm().item() / norm, alpha=alpha,
+                          rel_err_final=(W - alpha * W_hat).norm().item() / norm))
+        if scalers:
+            sd[f'{name}.scale'] = torch.full((n_factors,), alpha, dtype=dtype)
+        else:
+            A = alpha * A
+        sd[f'{name}.A'], sd[f'{name}.B'] = A.to(dtype).contiguous(), B.to(dtype).contiguous()
+    sd = {k: v if isinstance(v, torch.nn.Parameter) else torch.nn.Parameter(v) for k, v in sd.items()}
+    model.load_state_dict(sd, assign=True)  # strict: every parameter of the Kronecker model is set
+    return model, stats
+
+
+def default_out(dim1, dim2, n_factors, init, normalize, scalers):
+    name = f"kron_{dim1}_{dim2}_{n_factors}_{init}"
+    if not normalize and init != 'random':
+        name += '_nonorm'
+    if scalers:
+        name += '_scalers'
+    return os.path.join('checks', name + '.pt')
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
+    p.add_argument('dim1', type=int, metavar='DIM_1', help="c_fc's first factor is (DIM_1, DIM_2)")
+    p.add_argument('dim2', type=int, metavar='DIM_2')
+    p.add_argument('n_factors', type=int, metavar='N_FACTORS')
+    p.add_argument('--init', choices=INITS, default='vl')
+    p.add_argument('--normalize', action=argparse.BooleanOptionalAction, default=True,
+                   help='rescale by alpha = ||W|| / ||W_hat|| (paper section III-E)')
+    p.add_argument('--scalers', action='store_true', help='learnable s_f per factor, starting at alpha')
+    p.add_argument('--eps', type=float, default=0.1, help='prune: second factor [1, eps]')
+    p.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or dense checkpoint')
+    p.add_argument('--out', default=None)
+    p.add_argument('--seed', type=int, default=0, help='random init only')
+    args = p.parse_args(argv)
+    if not math.isfinite(args.eps):
+        raise ValueError(f"--eps must be a finite number, not {args.eps}")
+    if args.init == 'random' and args.normalize:
+        print("note: normalisation does not apply to --init random (a plain N(0, 0.02) baseline)")
+    normalize = args.normalize and args.init != 'random'
+    out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
+
+    t0 = time.time()
+    dense, _ = load_model(args.source)
+    dense.eval()
+    config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
+    fc, proj = kron_shapes(config)
+    print(f"{args.source}: {dense.config.n_layer} layers, n_embd {dense.config.n_embd}; "
+          f"c_fc = {fc[0]} (x) {fc[1]}, c_proj = {proj[0]} (x) {proj[1]}, {args.n_factors} factor(s), "
+          f"init {args.init}{', normalised' if normalize else ''}{', scalers' if args.scalers else ''}")
+    t1 = time.time()
+    with torch.no_grad():
+        model, stats = decompose_model(dense, args.dim1, args.dim2, args.n_factors, args.init, normalize,
+                                       args.scalers, args.eps, args.seed)
+    t2 = time.time()
+
+    print(f"{'matrix':<28} {'rel.err':>8} {'kept':>7} {'alpha':>7} {'rel.err stored':>15}")
+    for s in stats:
+        print(f"{s['layer']:<28} {s['rel_err']:8.4f} {s['kept']:7.4f} {s['alpha']:7.4f} {s['rel_err_final']:15.4f}")
+    for count in ('paper', 'nanogpt'):
+        print(f"parameters ({count} count): dense {dense.num_params(count):,} -> kron {model.num_params(count):,}")
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(config),
+                     'decompose': dict(source=args.source, init=args.init, normalize=normalize,
+                                       scalers=args.scalers, eps=args.eps, seed=args.seed, stats=stats)}, out)
+    print(f"loaded in {t1 - t0:.1f} s, decomposed {len(stats)} matrices in {t2 - t1:.1f} s; wrote {out}")
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except ValueError as e:
+        sys.exit(f"error: {e}")

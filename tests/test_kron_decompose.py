@@ -1,0 +1,317 @@
+"""kron_decompose.py against independent references: torch.kron, numpy's SVD of a rearrangement
+built block by block, the source model's own weights, and the CLI's exit codes and files."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from kron_decompose import (decompose_model, default_out, kron_config, kron_sum, nearest_kron, prune_init,
+                            rearrange)
+from krony_to_gpt import to_dense_gpt
+from model import GPT, GPTConfig, load_model, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def block_rearrange(W, m1, n1):
+    """Van Loan's rearrangement with loops: row i1*n1 + j1 is block (i1, j1) of W, read row by row."""
+    W = np.asarray(W, dtype=np.float64)
+    m2, n2 = W.shape[0] // m1, W.shape[1] // n1
+    R = np.empty((m1 * n1, m2 * n2))
+    for i1 in range(m1):
+        for j1 in range(n1):
+            R[i1 * n1 + j1] = W[i1 * m2:(i1 + 1) * m2, j1 * n2:(j1 + 1) * n2].reshape(-1)
+    return R
+
+
+def svd_tail(W, a_shape, n_factors):
+    """sqrt(sum_{i > F} sigma_i^2) / ||W||_F of the block-by-block rearrangement (numpy SVD)."""
+    s = np.linalg.svd(block_rearrange(W, *a_shape), compute_uv=False)
+    return np.sqrt((s[n_factors:] ** 2).sum()) / np.linalg.norm(np.asarray(W, dtype=np.float64))
+
+
+def kron_ref(A, B, scale=None):
+    """sum_f s_f * torch.kron(A_f, B_f)."""
+    return sum((1.0 if scale is None else scale[f]) * torch.kron(A[f], B[f]) for f in range(A.shape[0]))
+
+
+# ---------------------------------------------------------------- the math
+
+@pytest.mark.parametrize('shape,a_shape', [((12, 20), (3, 4)), ((8, 8), (8, 1)), ((6, 10), (1, 1)),
+                                           ((24, 40), (24, 10))])
+def test_rearrange_matches_block_loops(shape, a_shape):
+    W = torch.randn(*shape, dtype=torch.float64)
+    assert np.array_equal(rearrange(W, a_shape).numpy(), block_rearrange(W, *a_shape))
+
+
+@pytest.mark.parametrize('a_shape,b_shape,n_factors', [
+    ((4, 6), (3, 5), 3),     # square-ish rearrangement: plain SVD
+    ((16, 16), (1, 4), 1),   # 81M-like: tall R, QR first
+    ((8, 32), (2, 1), 2),    # 96M-like, both factors of the rank bound
+    ((3, 5), (4, 6), 2),
+])
+def test_exact_for_a_true_kronecker_sum(a_shape, b_shape, n_factors):
+    torch.manual_seed(0)
+    A0 = torch.randn(n_factors, *a_shape, dtype=torch.float64)
+    B0 = torch.randn(n_factors, *b_shape, dtype=torch.float64)
+    W = kron_ref(A0, B0)
+    A, B, S = nearest_kron(W, a_shape, n_factors)
+    assert A.shape == A0.shape and B.shape == B0.shape
+    assert (kron_ref(A, B) - W).abs().max() < 1e-10 * W.abs().max()
+    assert (S[n_factors:] < 1e-10 * S[0]).all()
+
+
+@pytest.mark.parametrize('a_shape', [(4, 8), (12, 20), (24, 10), (2, 40)])
+@pytest.mark.parametrize('n_factors', [1, 2, 4])
+def test_vl_error_is_the_svd_tail(a_shape, n_factors):
+    torch.manual_seed(1)
+    W = torch.randn(24, 40, dtype=torch.float64)
+    A, B, _ = nearest_kron(W, a_shape, n_factors)
+    err = ((W - kron_ref(A, B)).norm() / W.norm()).item()
+    assert abs(err - svd_tail(W, a_shape, n_factors)) < 1e-10
+    # and it beats a perturbed answer (optimality, not just consistency with the SVD)
+    worse = ((W - kron_ref(A * 1.01, B)).norm() / W.norm()).item()
+    assert worse > err
+
+
+def test_orientation_recovers_the_first_and_second_factor():
+    torch.manual_seed(2)
+    A0, B0 = torch.randn(3, 5, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    A, B, _ = nearest_kron(torch.kron(A0, B0), (3, 5), 1)
+    cos = lambda x, y: (x.flatten() @ y.flatten() / (x.norm() * y.norm())).abs().item()
+    assert abs(cos(A[0], A0) - 1) < 1e-12 and abs(cos(B[0], B0) - 1) < 1e-12
+    scale = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    A2, B2 = torch.randn(2, 3, 5, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64)
+    assert torch.allclose(kron_sum(A2, B2, scale), kron_ref(A2, B2, scale), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('eps', [0.1, 0.0, 0.37])
+def test_prune_keeps_rows_or_columns(eps):
+    torch.manual_seed(3)
+    W = torch.randn(8, 12, dtype=torch.float64)  # c_fc-like: second factor (2, 1)
+    A, B = prune_init(W, (4, 12), eps)
+    Wp = kron_ref(A, B)
+    assert torch.equal(Wp[0::2], W[0::2])
+    assert torch.allclose(Wp[1::2], eps * W[0::2], rtol=0, atol=1e-15)
+    Wt = W.t().contiguous()  # c_proj-like: second factor (1, 2)
+    A, B = prune_init(Wt, (12, 4), eps)
+    Wp = kron_ref(A, B)
+    assert torch.equal(Wp[:, 0::2], Wt[:, 0::2])
+    assert torch.allclose(Wp[:, 1::2], eps * Wt[:, 0::2], rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match='prune needs'):
+        prune_init(W, (2, 6), eps)
+
+
+# ---------------------------------------------------------------- whole models
+
+def tiny_dense(seed=0, **kw):
+    """Dense GPT with every parameter random (biases and LayerNorms too), so copies can be told apart."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(**{**dict(n_layer=2, n_head=4, n_embd=32, block_size=16, vocab_size=64), **kw}))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize('init,normalize,scalers,dims', [
+    ('vl', False, False, (8, 16, 2)),
+    ('vl', True, False, (32, 32, 1)),    # 81M-like, B (1, 4)
+    ('vl', True, True, (8, 16, 3)),
+    ('prune', False, False, (16, 128, 1)),
+    ('prune', True, True, (16, 128, 1)),
+    ('random', True, False, (8, 16, 2)),  # normalisation does not apply
+])
+def test_decompose_model(init, normalize, scalers, dims):
+    dense = tiny_dense()
+    eps = 0.2
+    with torch.no_grad():
+        kron, stats = decompose_model(dense, *dims, init=init, normalize=normalize, scalers=scalers, eps=eps)
+    assert kron.config.mlp == 'kron' and kron.config.kron_scalers == scalers
+    assert kron.lm_head.weight is kron.transformer.wte.weight  # still tied
+
+    # every non-MLP parameter and the MLP biases are the source's
+    src, out = dense.state_dict(), kron.state_dict()
+    copied = [k for k in src if not k.endswith(('mlp.c_fc.weight', 'mlp.c_proj.weight'))]
+    assert len(copied) == len(src) - 2 * dense.config.n_layer
+    for k in copied:
+        assert torch.equal(src[k], out[k]), k
+
+    folded = dict(to_dense_gpt(kron).mlp_linears())
+    for (name, d), (_, k), s in zip(dense.mlp_linears(), kron.mlp_linears(), stats):
+        assert s['layer'] == name
+        W = d.weight.detach().t().double()  # nn.Linear (out, in) -> (in, out)
+        A, B = k.A.detach().double(), k.B.detach().double()
+        scale = None if k.scale is None else k.scale.detach().double()
+        W_model = kron_ref(A, B, scale)
+        # the layer computes x @ (sum s_f torch.kron(A_f, B_f)) + b, and the export folds the same matrix
+        x = torch.randn(5, W.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            y = k.double()(x) - k.bias
+            assert torch.allclose(y, x @ W_model, rtol=0, atol=1e-10)
+            assert torch.allclose(folded[name].weight.double().t(), W_model, rtol=0, atol=1e-6)
+        norm, norm_model = W.norm().item(), folded[name].weight.double().norm().item()
+        assert abs((W - W_model).norm().item() / norm - s['rel_err_final']) < 1e-5
+        if scalers:
+            assert torch.allclose(scale, torch.full_like(scale, s['alpha']))
+        if init == 'random':
+            assert s['alpha'] == 1.0 and abs(norm_model / norm - 1) > 0.1
+        elif normalize:
+            assert abs(norm_model / norm - 1) < 1e-5  # paper III-E: the norm is kept
+            assert abs(s['alpha'] - 1 / s['kept']) < 1e-9 and s['alpha'] > 1
+        else:
+            assert s['alpha'] == 1.0 and s['rel_err'] == s['rel_err_final']
+        if init == 'vl':
+            assert abs(s['rel_err'] - svd_tail(W, A.shape[1:], A.shape[0])) < 1e-9
+        if init == 'prune':
+            W_plain = W_model / s['alpha']
+            even, odd = (W_plain[0::2], W_plain[1::2]) if W.shape[0] < W.shape[1] else (W_plain[:, 0::2], W_plain[:, 1::2])
+            kept = W[0::2] if W.shape[0] < W.shape[1] else W[:, 0::2]  # rows / columns on the n_embd side
+            assert torch.allclose(even, kept, rtol=1e-6, atol=0)
+            assert torch.allclose(odd, eps * kept, rtol=1e-6, atol=1e-12)
+
+
+def test_kron_config_refusals():
+    dense = GPTConfig(n_layer=2, n_head=4, n_embd=64, block_size=16, vocab_size=64)
+    with pytest.raises(ValueError, match=r"valid: \[1, 2, 4, 8, 16, 32, 64\]"):
+        kron_config(dense, 48, 256, 1)
+    with pytest.raises(ValueError, match=r"dim_2=100 .* valid: \[1, 2, 4, 8, 16, 32, 64, 128, 256\]"):
+        kron_config(dense, 32, 100, 1)
+    with pytest.raises(ValueError, match='between 1 and 2'):
+        kron_config(dense, 32, 256, 3)
+    with pytest.raises(ValueError, match='`32 256 1`'):
+        kron_config(dense, 64, 64, 1, init='prune')
+    with pytest.raises(ValueError, match='`32 256 1`'):
+        kron_config(dense, 32, 256, 2, init='prune')
+    with pytest.raises(ValueError, match='dense'):
+        kron_config(kron_config(dense, 64, 64, 1), 64, 64, 1)
+    assert kron_config(dense, 32, 256, 1, init='prune').kron_dim1 == 32
+
+
+def test_default_out_names_shape_and_init():
+    assert default_out(768, 768, 1, 'vl', True, False) == os.path.join('checks', 'kron_768_768_1_vl.pt')
+    assert default_out(256, 1024, 4, 'vl', False, True) == os.path.join('checks', 'kron_256_1024_4_vl_nonorm_scalers.pt')
+    assert default_out(384, 3072, 1, 'random', False, False) == os.path.join('checks', 'kron_384_3072_1_random.pt')
+
+
+# ---------------------------------------------------------------- the command line
+
+# each argv of `bad` runs as `python SCRIPT ARGS...` would, all in one interpreter that imports torch
+# once; sys.exit("error: ...") becomes status 1 with the message on stderr, as in Python
+HARNESS = r'''
+import contextlib, io, json, runpy, sys, traceback
+results = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    sys.argv, err, code = argv, io.StringIO(), 0
+    with contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(argv[0], run_name='__main__')
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = 1 if isinstance(e.code, str) else (e.code or 0)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[name] = [code, err.getvalue()]
+print(json.dumps(results))
+'''
+
+
+class CliRuns:
+    """Command lines started as the module starts, so their interpreters (torch's import, and
+    transformers' for HF files) overlap the in-process tests. `good` argvs run as real processes;
+    `bad` ones in the harness, and bad[real] also as a real process, to show both report the same."""
+
+    def __init__(self, good, bad, real):
+        popen = lambda args: subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True)
+        self.procs = {name: popen(argv) for name, argv in good.items()}
+        self.procs['real'], self.real = popen(bad[real]), real
+        self.procs['harness'] = popen(['-c', HARNESS, json.dumps(bad)])
+        self.done = {}
+
+    def wait(self, name):
+        """(exit status, stdout, stderr) of a `good` run."""
+        if name not in self.done:
+            out, err = self.procs[name].communicate()
+            self.done[name] = (self.procs[name].returncode, out, err)
+        return self.done[name]
+
+    def bad(self, name):
+        """(exit status, stderr) of a `bad` run."""
+        rc, out, err = self.wait('harness')
+        assert rc == 0, err
+        results = json.loads(out.splitlines()[-1])
+        rc, _, err = self.wait('real')
+        assert [rc, err] == results[self.real]
+        return tuple(results[name])
+
+
+@pytest.fixture(scope='module', autouse=True)
+def cli(tmp_path_factory, tiny_hf_dir):
+    d = tmp_path_factory.mktemp('cli')
+    dense = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=64, block_size=16, vocab_size=64))
+    save_checkpoint({'model': dense.state_dict(), 'model_args': asdict(dense.config)}, d / 'dense.pt')
+    kron = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=64, block_size=16, vocab_size=64, mlp='kron',
+                         kron_dim1=64, kron_dim2=64))
+    save_checkpoint({'model': kron.state_dict(), 'model_args': asdict(kron.config)}, d / 'kron.pt')
+    (d / 'notes.txt').write_text('not a checkpoint\n')
+    src = str(d / 'dense.pt')
+    good = {'prune': ['kron_decompose.py', '32', '256', '1', '--init', 'prune', '--scalers', '--eps', '0.1',
+                      '--from', tiny_hf_dir, '--out', str(d / 'prune.pt')]}
+    bad = {name: ['kron_decompose.py', *args, '--out', str(d / f'{name}.out.pt')] for name, args in {
+        'dim1': ['48', '256', '1', '--from', src],
+        'factors': ['32', '256', '3', '--from', src],
+        'missing': ['64', '64', '1', '--from', str(d / 'missing.pt')],
+        'text': ['64', '64', '1', '--from', str(d / 'notes.txt')],
+        'prune_shape': ['64', '64', '1', '--init', 'prune', '--from', src],
+        'not_dense': ['64', '64', '1', '--from', str(d / 'kron.pt')],
+    }.items()}
+    runs = CliRuns(good, bad, real='dim1')
+    runs.dir = d
+    yield runs
+    for p in runs.procs.values():
+        p.communicate()
+
+
+def test_cli_prune_from_hf_dir(cli, tiny_hf_dir):
+    from safetensors.torch import load_file
+    rc, out, err = cli.wait('prune')
+    assert rc == 0, err
+    assert 'transformer.h.1.mlp.c_proj' in out and 'parameters (paper count)' in out
+    model, ckpt = load_model(str(cli.dir / 'prune.pt'))
+    assert model.config.mlp == 'kron' and (model.config.kron_dim1, model.config.kron_dim2) == (32, 256)
+    assert ckpt['decompose']['init'] == 'prune' and len(ckpt['decompose']['stats']) == 4
+    # HF Conv1D weights are already (in, out): c_fc's kept rows and c_proj's kept columns
+    hf = load_file(os.path.join(tiny_hf_dir, 'model.safetensors'))
+    fc, proj = model.transformer.h[1].mlp.c_fc, model.transformer.h[1].mlp.c_proj
+    W_fc, W_proj = hf['transformer.h.1.mlp.c_fc.weight'], hf['transformer.h.1.mlp.c_proj.weight']
+    assert torch.equal(fc.A[0], W_fc[0::2]) and torch.equal(proj.A[0], W_proj[:, 0::2])
+    alpha = (W_fc.double().norm() / (W_fc[0::2].double().norm() * 1.01 ** 0.5)).item()
+    assert abs(fc.scale.item() - alpha) < 1e-5
+    assert torch.equal(model.transformer.wpe.weight, hf['transformer.wpe.weight'])
+
+
+@pytest.mark.parametrize('case,expected', [
+    ('dim1', ['dim_1=48', 'valid: [1, 2, 4, 8, 16, 32, 64]']),
+    ('factors', ['between 1 and 2']),
+    ('missing', ['missing.pt', 'does not exist']),
+    ('text', ['notes.txt']),
+    ('prune_shape', ['`32 256 1`']),
+    ('not_dense', ["mlp='kron'"]),
+])
+def test_cli_bad_input(cli, case, expected):
+    rc, err = cli.bad(case)
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    for text in expected:
+        assert text in lines[0]
+    out = cli.dir / f'{case}.out.pt'
+    assert not out.exists() and not list(cli.dir.glob(f'{out.name}.tmp*'))
