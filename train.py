@@ -254,6 +254,9 @@ def main(argv):
             torch.cuda.set_device(dev)
     master = rank == 0
     device_type = 'cuda' if dev.startswith('cuda') else 'cpu'
+    for key in ('eval_interval', 'eval_iters', 'log_interval', 'batch_size', 'gradient_accumulation_steps'):
+        if getattr(c, key) < 1:
+            raise ValueError(f"{key}={getattr(c, key)} must be at least 1")
     if c.gradient_accumulation_steps % world:
         raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of "
                          f"the {world} processes, so that every process runs the same number of micro-steps")
@@ -270,6 +273,9 @@ def main(argv):
     # data: offsets of the global micro-batches come from one generator shared by every process
     paths, meta = data_paths(c.dataset)
     n_train = os.path.getsize(paths['train']) // 2
+    for split, path in paths.items():
+        if os.path.getsize(path) // 2 <= c.block_size:
+            raise ValueError(f"{path} has {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = {c.block_size + 1}")
     data_gen = torch.Generator().manual_seed(c.seed)
     eval_gen = torch.Generator().manual_seed(c.seed + 1)
     eval_offsets = {split: draw_offsets(eval_gen, os.path.getsize(p) // 2, c.block_size, (c.eval_iters, c.batch_size))

@@ -1,0 +1,108 @@
+"""
+OpenWebText as GPT-2 BPE tokens: train.bin (~9.0B tokens) and val.bin (~4.4M) in this folder,
+uint16, documents separated by the end-of-text token, nanoGPT's split (0.05% val, seed 2357).
+
+    python data/openwebtext/prepare.py                          # from the Hugging Face hub
+    python data/openwebtext/prepare.py --hf_revision refs/convert/parquet   # if the hub copy still has a loading script
+    python data/openwebtext/prepare.py urlsf_*.txt more.jsonl   # local files: a .txt is one document,
+                                                                # a .jsonl holds one {"text": ...} per line
+Options: --out_dir DIR (default: this folder), --num_proc N (default: CPU count / 2).
+About 54 GB of hub download and cache; the result is 17 GB. Rerunning rebuilds the same files.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # gpt2_tokenizer.py at the repository root
+
+SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents as theirs
+VAL_FRACTION = 0.0005
+
+
+def load_documents(files, hf_name, hf_revision, num_proc):
+    """A datasets.Dataset with one 'text' row per document."""
+    from datasets import concatenate_datasets, load_dataset
+    if not files:
+        try:
+            return load_dataset(hf_name, revision=hf_revision or None, split='train', num_proc=num_proc)
+        except Exception as e:  # no hub, a dataset script, a failed download: one line and what to do
+            raise ValueError(f"load_dataset({hf_name!r}) failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                             f"try --hf_revision refs/convert/parquet, or pass local .txt / .jsonl files") from None
+    for path in files:
+        if not os.path.isfile(path):
+            raise ValueError(f"{path} does not exist; pass .txt files (one document each) or .jsonl files ({{'text': ...}} per line)")
+        if not path.endswith(('.txt', '.jsonl')):
+            raise ValueError(f"{path}: expected a .txt (one document) or a .jsonl file")
+    parts = []
+    txt = [p for p in files if p.endswith('.txt')]
+    jsonl = [p for p in files if p.endswith('.jsonl')]
+    if txt:
+        parts.append(load_dataset('text', data_files=txt, sample_by='document', split='train'))
+    if jsonl:
+        parts.append(load_dataset('json', data_files=jsonl, split='train').select_columns(['text']))
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def encode_document(example):
+    from gpt2_tokenizer import EOT, get_encoding
+    ids = get_encoding().encode_ordinary(example['text'])
+    ids.append(EOT)  # marks the document boundary for the next one
+    return {'ids': ids, 'len': len(ids)}
+
+
+def write_split(dset, path, desc):
+    """Concatenate the 'ids' column into a uint16 memmap, in shards so memory stays small."""
+    from tqdm import tqdm
+    total = int(np.sum(dset['len'], dtype=np.uint64))
+    tmp = f"{path}.tmp"
+    arr = np.memmap(tmp, dtype=np.uint16, mode='w+', shape=(total,))
+    n_shards = min(1024, len(dset))
+    idx = 0
+    for i in tqdm(range(n_shards), desc=desc):
+        shard = dset.shard(num_shards=n_shards, index=i, contiguous=True).with_format('numpy')
+        ids = np.concatenate(shard['ids'])
+        arr[idx:idx + len(ids)] = ids
+        idx += len(ids)
+    arr.flush()
+    del arr
+    os.replace(tmp, path)  # never a half-written train.bin in place of a good one
+    return total
+
+
+def prepare(files, out_dir, num_proc, hf_name='Skylion007/openwebtext', hf_revision=''):
+    """{'train': n_tokens, 'val': n_tokens} after writing out_dir/{train,val}.bin."""
+    dset = load_documents(files, hf_name, hf_revision, num_proc)
+    if len(dset) < 2:
+        raise ValueError(f"need at least 2 documents to split into train and val, got {len(dset)}")
+    split = dset.train_test_split(test_size=VAL_FRACTION, seed=SPLIT_SEED, shuffle=True)
+    split['val'] = split.pop('test')
+    os.makedirs(out_dir, exist_ok=True)
+    counts = {}
+    for name, part in split.items():
+        part = part.map(encode_document, remove_columns=part.column_names, desc=f'tokenizing {name}',
+                        num_proc=num_proc if num_proc > 1 else None)
+        counts[name] = write_split(part, os.path.join(out_dir, f'{name}.bin'), f'writing {name}.bin')
+        print(f"{name}: {len(part):,} documents, {counts[name]:,} tokens")
+    return counts
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
+    p.add_argument('files', nargs='*', help='local .txt / .jsonl files instead of the hub')
+    p.add_argument('--out_dir', default=HERE)
+    p.add_argument('--num_proc', type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    p.add_argument('--hf_name', default='Skylion007/openwebtext')
+    p.add_argument('--hf_revision', default='')
+    args = p.parse_args()
+    prepare(args.files, args.out_dir, args.num_proc, args.hf_name, args.hf_revision)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except ValueError as e:
+        sys.exit(f"error: {e}")

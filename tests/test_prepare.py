@@ -1,0 +1,84 @@
+"""data/*/prepare.py: each round-trips its text through the token files."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from gpt2_tokenizer import EOT, get_encoding
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+
+
+def tokens(path):
+    return np.fromfile(path, dtype=np.uint16).tolist()
+
+
+def test_openwebtext_local_files_round_trip(tmp_path):
+    docs = [f"Document {i}: caf\u00e9, na\u00efve \u4e2d\u6587 and   spaces.\nSecond line {i * 7}.\n" for i in range(9)]
+    files = []
+    for i, doc in enumerate(docs[:4]):  # a .txt file is one document
+        (tmp_path / f'd{i}.txt').write_text(doc, encoding='utf-8')
+        files.append(str(tmp_path / f'd{i}.txt'))
+    with open(tmp_path / 'rest.jsonl', 'w', encoding='utf-8') as f:
+        for doc in docs[4:]:
+            f.write(json.dumps({'text': doc, 'url': 'x'}) + '\n')
+    files.append(str(tmp_path / 'rest.jsonl'))
+    out = tmp_path / 'out'
+    res = run('data/openwebtext/prepare.py', *files, '--out_dir', str(out), '--num_proc', '1')
+    assert res.returncode == 0, res.stderr[-2000:]
+    enc = get_encoding()
+    got = []
+    for split in ('train', 'val'):
+        ids = tokens(out / f'{split}.bin')
+        assert ids and ids[-1] == EOT
+        pieces = ' '.join(map(str, ids)).split(str(EOT))  # documents end with EOT
+        got += [enc.decode([int(t) for t in p.split()]) for p in pieces[:-1]]
+        assert f"{split}: " in res.stdout and f"{len(ids):,} tokens" in res.stdout
+    assert sorted(got) == sorted(docs)
+    assert len(tokens(out / 'val.bin')) < len(tokens(out / 'train.bin'))
+    first = {name: (out / name).read_bytes() for name in ('train.bin', 'val.bin')}
+    assert run('data/openwebtext/prepare.py', *files, '--out_dir', str(out), '--num_proc', '1').returncode == 0
+    assert {name: (out / name).read_bytes() for name in first} == first  # a rerun writes the same files
+    assert sorted(os.listdir(out)) == ['train.bin', 'val.bin']
+
+
+def test_openwebtext_missing_file(tmp_path):
+    res = run('data/openwebtext/prepare.py', str(tmp_path / 'nope.txt'), '--out_dir', str(tmp_path / 'out'))
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"error: {tmp_path / 'nope.txt'} does not exist")
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('folder', ['shakespeare', 'wikitext103_valid'])
+def test_bpe_corpora_round_trip(folder):
+    res = run(f'data/{folder}/prepare.py')
+    assert res.returncode == 0, res.stderr
+    if folder == 'shakespeare':
+        with open(os.path.join(ROOT, 'data', 'shakespeare', 'input.txt'), encoding='utf-8') as f:
+            text = f.read()
+    else:  # the rows joined as perplexity_eval.py joins the test split
+        with open(os.path.join(ROOT, 'data', 'wikitext-103-v1', 'wiki.valid.tokens'), encoding='utf-8') as f:
+            text = "\n\n".join(row if row.strip() else '' for row in f)
+    train, val = (tokens(os.path.join(ROOT, 'data', folder, f'{s}.bin')) for s in ('train', 'val'))
+    assert get_encoding().decode(train) + get_encoding().decode(val) == text
+    assert f"train {len(train):,} tokens, val {len(val):,} tokens" in res.stdout
+
+
+def test_shakespeare_char_round_trip():
+    res = run('data/shakespeare_char/prepare.py')
+    assert res.returncode == 0, res.stderr
+    folder = os.path.join(ROOT, 'data', 'shakespeare_char')
+    with open(os.path.join(folder, 'meta.pkl'), 'rb') as f:
+        meta = pickle.load(f)
+    with open(os.path.join(ROOT, 'data', 'shakespeare', 'input.txt'), encoding='utf-8') as f:
+        text = f.read()
+    assert meta['vocab_size'] == len(set(text)) == 65
+    ids = tokens(os.path.join(folder, 'train.bin')) + tokens(os.path.join(folder, 'val.bin'))
+    assert ''.join(meta['itos'][i] for i in ids) == text
