@@ -1,0 +1,456 @@
+"""
+Speed, memory and checkpoint size of Krony-PT models against dense GPT-2, measured side by side.
+
+    python script/bench.py                          # CPU, fp32, GPT-2 small shapes (~10 min on 2 cores)
+    python script/bench.py --device cuda --dtype bf16
+    python script/bench.py --tables mlp,train       # a subset of the tables
+    python script/bench.py --quick                  # tiny stand-in shapes, seconds (tests/test_bench.py)
+
+Tables:
+  mlp    one MLP (c_fc, GELU, c_proj, biases), forward + backward on --mlp_tokens tokens, for each
+         Krony-PT shape: dense, "rebuild" (the paper's way: W = sum_f s_f kron(A_f, B_f) built with
+         torch.kron in every forward, then one dense product; written below as the baseline) and
+         model.py's factored layer (contraction order or dense fall-back from its cost model)
+  train  a whole training step (forward, backward, AdamW) of GPT-2 small shapes on --batch x --seq
+  eval   the evaluation forward (one perplexity window of block_size tokens, loss included) and
+         generation (model.generate, no KV cache) in tokens/s
+  memory peak memory of a training step and of evaluation (CPU: peak RSS of a fresh process per
+         model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
+
+Timings are medians over --repeats rounds; every round runs each variant once in turn, after one
+warm-up each, so load from other processes falls on all of them alike: compare the ratios, not the
+absolute times. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
+PyTorch's CUDA caching allocator does and as its CPU tuning guide recommends (jemalloc/tcmalloc);
+otherwise page faults on every large fresh tensor dominate the memory-bound ops.
+--system-malloc measures with glibc's defaults instead.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from model import GPT, GPTConfig, KronLinear, MLP, kron_costs, kron_shapes, save_checkpoint  # noqa: E402
+
+# (label, dim_1, dim_2, factors): the Krony-PT models of REFERENCE.md on GPT-2 small
+SHAPES = [('81M', 768, 768, 1), ('96M', 384, 3072, 1), ('80M-2', 256, 1024, 2),
+          ('92M-4', 256, 1024, 4), ('67M', 32, 64, 1)]
+GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
+# --quick: the same factor structure (B of 1x4, 2x1, 3x3, 24x48) on a 48-wide, 2-layer model
+QUICK_SHAPES = [('81M', 48, 48, 1), ('96M', 24, 192, 1), ('80M-2', 16, 64, 2),
+                ('92M-4', 16, 64, 4), ('67M', 2, 4, 1)]
+QUICK = dict(n_layer=2, n_head=4, n_embd=48, block_size=64, vocab_size=256)
+# models of the train / eval / memory tables: (label, shape label or None for dense, rebuild)
+MODELS = [('dense', None, False), ('81M', '81M', False), ('81M rebuild', '81M', True), ('96M', '96M', False)]
+
+
+class RebuildKron(nn.Module):
+    """The paper's way: the dense W = sum_f s_f kron(A_f, B_f) rebuilt in every forward, then one
+    dense product (bias fused, as in nn.Linear, so the baseline is as fast as it can be)."""
+
+    def __init__(self, kron):
+        super().__init__()
+        self.kron = kron  # shares the factors, so a model switches back and forth freely
+
+    def forward(self, x):
+        k = self.kron
+        A = k.scaled_A()
+        w = sum(torch.kron(A[f], k.B[f]) for f in range(A.shape[0]))  # (in, out)
+        return F.linear(x, w.t(), k.bias)
+
+
+def set_rebuild(module, on):
+    """Switch every MLP inside module (a GPT or an MLP) between factored and rebuild-every-step."""
+    for m in module.modules():
+        if isinstance(m, MLP):
+            for name in ('c_fc', 'c_proj'):
+                lin = getattr(m, name)
+                if on and isinstance(lin, KronLinear):
+                    setattr(m, name, RebuildKron(lin))
+                elif not on and isinstance(lin, RebuildKron):
+                    setattr(m, name, lin.kron)
+
+
+def keep_freed_memory():
+    """glibc: serve every allocation from the heap and never give it back, so a freed tensor's pages
+    are reused instead of being unmapped and faulted in again (the CPU analogue of CUDA's cache)."""
+    libc = ctypes.CDLL('libc.so.6')
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30)):
+        raise ValueError("mallopt failed; run with --system-malloc")
+
+
+def model_config(base, shapes, label, dropout=0.0):
+    if label is None:
+        return GPTConfig(**base, dropout=dropout)
+    _, d1, d2, f = next(s for s in shapes if s[0] == label)
+    return GPTConfig(**base, dropout=dropout, mlp='kron', kron_dim1=d1, kron_dim2=d2, kron_factors=f)
+
+
+def paper_params(config):
+    with torch.device('meta'):
+        return GPT(config).num_params('paper')
+
+
+def mac_ratio(config, n_tokens):
+    """Multiply-adds of one factored MLP (cheaper contraction order per matrix) over dense's."""
+    macs = 0
+    for (m1, n1), (m2, n2) in kron_shapes(config):
+        c = kron_costs(m1, n1, m2, n2, config.kron_factors, n_tokens)
+        macs += min(c['a_first'], c['b_first'])
+    return macs / (2 * n_tokens * config.n_embd * config.mlp_width)
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def interleaved(fns, repeats, device):
+    """{name: median seconds}: one warm-up of each, then every round runs each fn once in turn."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def autocast(device, dtype):
+    return torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+
+
+# -----------------------------------------------------------------------------
+# the four measurements
+
+def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
+    """Rows for the MLP table: dense, rebuild and factored MLP forward + backward on n_tokens."""
+    torch.manual_seed(0)
+    x = torch.randn(n_tokens, base['n_embd'], device=device, requires_grad=True)
+    g = torch.randn(n_tokens, base['n_embd'], device=device)
+    ctx = autocast(device, dtype)
+
+    def step_fn(mlp, rebuild):
+        params = list(mlp.parameters())
+        fwd = torch.compile(mlp) if compile_ else mlp
+
+        def step():
+            set_rebuild(mlp, rebuild)
+            x.grad = None
+            for p in params:
+                p.grad = None  # as zero_grad(set_to_none=True) between training steps
+            with ctx:
+                y = fwd(x)
+            y.backward(g.to(y.dtype))
+        return step
+
+    dense_cfg = model_config(base, shapes, None)
+    fns = {'dense': step_fn(MLP(dense_cfg).to(device), False)}
+    configs = {}
+    for label, *_ in shapes:
+        cfg = model_config(base, shapes, label)
+        mlp = MLP(cfg).to(device)
+        fns[label, 'rebuild'] = step_fn(mlp, True)
+        fns[label, 'factored'] = step_fn(mlp, False)
+        configs[label] = (cfg, mlp)
+    t = interleaved(fns, repeats, device)
+    rows = []
+    for label, d1, d2, f in shapes:
+        cfg, mlp = configs[label]
+        rows.append(dict(
+            shape=label, cli=f"{d1} {d2} {f}", params=paper_params(cfg),
+            mac_ratio=mac_ratio(cfg, n_tokens),
+            path=f"{mlp.c_fc.path(n_tokens)}/{mlp.c_proj.path(n_tokens)}",
+            dense_ms=1e3 * t['dense'], rebuild_ms=1e3 * t[label, 'rebuild'],
+            factored_ms=1e3 * t[label, 'factored'],
+            factored_vs_dense=t[label, 'factored'] / t['dense'],
+            rebuild_vs_factored=t[label, 'rebuild'] / t[label, 'factored']))
+    return rows
+
+
+def build_models(base, shapes, device):
+    """{shape label or None: (model, AdamW)}, the models that MODELS names."""
+    out = {}
+    for _, shape, _ in MODELS:
+        if shape not in out:
+            torch.manual_seed(0)
+            model = GPT(model_config(base, shapes, shape)).to(device)
+            opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
+            out[shape] = (model, opt)
+    return out
+
+
+def train_step_fn(model, opt, rebuild, X, Y, ctx):
+    def step():
+        set_rebuild(model, rebuild)
+        model.train()
+        with ctx:
+            _, loss = model(X, Y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def bench_train(models, base, batch, seq, repeats, device, dtype):
+    X = torch.randint(base['vocab_size'], (batch, seq), device=device, generator=None)
+    Y = torch.roll(X, -1, dims=1)
+    ctx = autocast(device, dtype)
+    fns = {label: train_step_fn(*models[shape], rebuild, X, Y, ctx) for label, shape, rebuild in MODELS}
+    t = interleaved(fns, repeats, device)
+    return [dict(model=label, params=models[shape][0].num_params('paper'), step_s=t[label],
+                 tokens_per_s=batch * seq / t[label], vs_dense=t['dense'] / t[label])
+            for label, shape, _ in MODELS]
+
+
+def bench_eval(models, base, prompt, new_tokens, repeats, device, dtype):
+    T = base['block_size']
+    X = torch.randint(base['vocab_size'], (1, T), device=device)
+    Y = torch.roll(X, -1, dims=1)
+    P = X[:, :prompt]
+    ctx = autocast(device, dtype)
+    evaluated = [(label, shape) for label, shape, rebuild in MODELS if not rebuild]
+
+    def eval_fn(model):
+        def run():
+            set_rebuild(model, False)
+            model.eval()
+            with torch.no_grad(), ctx:
+                model(X, Y)
+        return run
+
+    def gen_fn(model):
+        def run():
+            set_rebuild(model, False)
+            model.eval()
+            with ctx:
+                model.generate(P, new_tokens, top_k=50, generator=torch.Generator(device).manual_seed(0))
+        return run
+
+    te = interleaved({label: eval_fn(models[shape][0]) for label, shape in evaluated}, repeats, device)
+    tg = interleaved({label: gen_fn(models[shape][0]) for label, shape in evaluated}, repeats, device)
+    return [dict(model=label, params=models[shape][0].num_params('paper'),
+                 eval_tokens_per_s=T / te[label], eval_vs_dense=te['dense'] / te[label],
+                 gen_tokens_per_s=new_tokens / tg[label], gen_vs_dense=tg['dense'] / tg[label])
+            for label, shape in evaluated]
+
+
+def peak_bytes(device):
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated()
+    # ru_maxrss is in kilobytes on Linux, bytes on macOS
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == 'darwin' else rss * 1024
+
+
+def memory_probe(base, shapes, label, batch, seq, device, dtype):
+    """Runs in a fresh process: peak memory once the model is built, after an evaluation forward,
+    after one training step (AdamW state included), and the checkpoint size. On CPU the peaks are
+    the process's peak RSS (torch and Python included), so evaluation is measured before training."""
+    shape, rebuild = next((s, r) for l, s, r in MODELS if l == label)
+    torch.manual_seed(0)
+    model = GPT(model_config(base, shapes, shape)).to(device)
+    set_rebuild(model, rebuild)
+    opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
+    ctx = autocast(device, dtype)
+    X = torch.randint(base['vocab_size'], (1, base['block_size']), device=device)
+    sync(device)
+    loaded = peak_bytes(device)
+    model.eval()
+    with torch.no_grad(), ctx:
+        model(X, torch.roll(X, -1, dims=1))
+    sync(device)
+    evaluated = peak_bytes(device)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    X = torch.randint(base['vocab_size'], (batch, seq), device=device)
+    train_step_fn(model, opt, False, X, torch.roll(X, -1, dims=1), ctx)()
+    sync(device)
+    trained = peak_bytes(device)
+    set_rebuild(model, False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'ckpt.pt')
+        save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, path)
+        size = os.path.getsize(path)
+    return dict(model=label, loaded_bytes=loaded, eval_peak_bytes=evaluated,
+                train_peak_bytes=trained, checkpoint_bytes=size)
+
+
+def bench_memory(args):
+    """One fresh process per model (peak RSS only grows), with the system allocator so the peak is
+    the memory the model needs, not what a caching allocator keeps."""
+    rows = []
+    for label, _, _ in MODELS:
+        cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe', label, '--system-malloc',
+               '--device', args.device, '--dtype', args.dtype, '--threads', str(args.threads),
+               '--batch', str(args.batch), '--seq', str(args.seq)] + (['--quick'] if args.quick else [])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise ValueError(f"memory probe for {label} failed: {r.stderr.strip()[-500:]}")
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    dense = rows[0]
+    for row in rows:
+        row['checkpoint_vs_dense'] = row['checkpoint_bytes'] / dense['checkpoint_bytes']
+        row['train_peak_vs_dense'] = row['train_peak_bytes'] / dense['train_peak_bytes']
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# printing
+
+def table(title, header, rows):
+    lines = [f"\n{title}\n", '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    print('\n'.join(lines), flush=True)
+
+
+def mib(b):
+    return f"{b / 2 ** 20:,.0f}"
+
+
+def device_name(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    try:
+        with open('/proc/cpuinfo') as f:
+            name = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {torch.get_num_threads()} threads"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
+    p.add_argument('--tables', default='mlp,train,eval,memory',
+                   help='comma-separated subset of mlp,train,eval,memory')
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
+    p.add_argument('--repeats', type=int, default=None, help='timed rounds (default 7 mlp, 3 others)')
+    p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
+    p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
+    p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
+    p.add_argument('--prompt', type=int, default=None, help='generation prompt tokens (default 32)')
+    p.add_argument('--new_tokens', type=int, default=None, help='generated tokens (default 32)')
+    p.add_argument('--compile', action='store_true', help='torch.compile the MLPs of the mlp table')
+    p.add_argument('--system-malloc', action='store_true', help="keep glibc's allocator defaults")
+    p.add_argument('--quick', action='store_true', help='tiny stand-in shapes, for the tests')
+    p.add_argument('--json', help='also write every measurement to this JSON file')
+    p.add_argument('--memory-probe', help=argparse.SUPPRESS)  # internal: one model, fresh process
+    args = p.parse_args(argv)
+    # one thread in --quick: tiny ops on two threads stall on each other when the machine is busy
+    quick = dict(repeats=2, mlp_tokens=256, batch=2, seq=32, prompt=8, new_tokens=4, threads=1)
+    full = dict(repeats=None, mlp_tokens=4096, batch=4, seq=256, prompt=32, new_tokens=32, threads=2)
+    for k, v in (quick if args.quick else full).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.tables = [t for t in args.tables.split(',') if t]
+    unknown = set(args.tables) - {'mlp', 'train', 'eval', 'memory'}
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from mlp,train,eval,memory")
+    if args.repeats is not None and args.repeats < 1:
+        raise ValueError("--repeats must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError("--device cuda but torch sees no CUDA GPU; run on CPU with --device cpu")
+    dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16}[args.dtype]
+    if device.type == 'cpu':
+        torch.set_num_threads(args.threads)
+        if not args.system_malloc and sys.platform.startswith('linux'):
+            keep_freed_memory()
+    if device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both devices
+    base, shapes = (QUICK, QUICK_SHAPES) if args.quick else (GPT2_SMALL, SHAPES)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(base, shapes, args.memory_probe, args.batch, args.seq, device, dtype)))
+        return
+    results = {'args': {k: v for k, v in vars(args).items()}, 'device': device_name(device),
+               'torch': torch.__version__}
+    print(f"# python script/bench.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"# {results['device']}; torch {torch.__version__}; {args.dtype}; "
+          f"{'glibc malloc defaults' if args.system_malloc or device.type != 'cpu' else 'freed memory kept in process'}"
+          f"{'; --quick: tiny stand-in shapes, timings meaningless' if args.quick else ''}")
+    rep = lambda default: args.repeats or default  # noqa: E731
+
+    if 'mlp' in args.tables:
+        rows = bench_mlp(base, shapes, args.mlp_tokens, rep(7), device, dtype, args.compile)
+        results['mlp'] = rows
+        table(f"MLP (c_fc, GELU, c_proj, biases) forward + backward on {args.mlp_tokens} tokens, "
+              f"median of {rep(7)} interleaved rounds{', torch.compile' if args.compile else ''}",
+              ['model', 'dims', 'params', 'MACs vs dense', 'path c_fc/c_proj', 'dense ms', 'rebuild ms',
+               'factored ms', 'factored / dense', 'rebuild / factored'],
+              [[r['shape'], f"`{r['cli']}`", f"{r['params']:,}", f"{r['mac_ratio']:.2f}", r['path'],
+                f"{r['dense_ms']:.1f}", f"{r['rebuild_ms']:.1f}", f"{r['factored_ms']:.1f}",
+                f"{r['factored_vs_dense']:.2f}x", f"{r['rebuild_vs_factored']:.2f}x"] for r in rows])
+
+    models = None
+    if 'train' in args.tables or 'eval' in args.tables:
+        models = build_models(base, shapes, device)
+    if 'train' in args.tables:
+        rows = bench_train(models, base, args.batch, args.seq, rep(3), device, dtype)
+        results['train'] = rows
+        table(f"training step (forward, backward, AdamW), batch {args.batch} x {args.seq} tokens, "
+              f"median of {rep(3)} interleaved rounds",
+              ['model', 'params', 'step s', 'tokens/s', 'vs dense'],
+              [[r['model'], f"{r['params']:,}", f"{r['step_s']:.3f}", f"{r['tokens_per_s']:,.0f}",
+                f"{r['vs_dense']:.2f}x"] for r in rows])
+    if 'eval' in args.tables:
+        rows = bench_eval(models, base, args.prompt, args.new_tokens, rep(3), device, dtype)
+        results['eval'] = rows
+        table(f"evaluation forward (1 x {base['block_size']} tokens, loss) and generation "
+              f"({args.prompt}-token prompt, {args.new_tokens} new tokens, no KV cache), "
+              f"median of {rep(3)} interleaved rounds",
+              ['model', 'params', 'eval tokens/s', 'eval vs dense', 'generate tokens/s', 'generate vs dense'],
+              [[r['model'], f"{r['params']:,}", f"{r['eval_tokens_per_s']:,.0f}", f"{r['eval_vs_dense']:.2f}x",
+                f"{r['gen_tokens_per_s']:,.1f}", f"{r['gen_vs_dense']:.2f}x"] for r in rows])
+    del models
+    if 'memory' in args.tables:
+        rows = bench_memory(args)
+        results['memory'] = rows
+        what = ('torch.cuda.max_memory_allocated' if device.type == 'cuda'
+                else 'peak RSS of a fresh process per model, torch included')
+        table(f"memory, MiB ({what}): model built, evaluation (1 x {base['block_size']}), "
+              f"training step (batch {args.batch} x {args.seq}, AdamW state included); "
+              f"checkpoint = torch.save of the state dict",
+              ['model', 'built', 'eval peak', 'train peak', 'train peak vs dense', 'checkpoint MiB',
+               'checkpoint vs dense'],
+              [[r['model'], mib(r['loaded_bytes']), mib(r['eval_peak_bytes']), mib(r['train_peak_bytes']),
+                f"{r['train_peak_vs_dense']:.2f}x", f"{r['checkpoint_bytes'] / 2 ** 20:,.1f}",
+                f"{r['checkpoint_vs_dense']:.2f}x"] for r in rows])
+    if args.json:
+        tmp = f"{args.json}.tmp{os.getpid()}"
+        with open(tmp, 'w') as f:
+            json.dump(results, f, indent=1)
+        os.replace(tmp, args.json)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
