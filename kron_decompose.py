@@ -28,10 +28,10 @@ from dataclasses import asdict, replace
 
 import torch
 
+from krony_to_gpt import copy_parameters
 from model import GPT, kron_shapes, load_model, save_checkpoint
 
 INITS = ('vl', 'prune', 'random')
-MLP_WEIGHTS = ('mlp.c_fc.weight', 'mlp.c_proj.weight')
 
 
 def rearrange(W, a_shape):
@@ -41,15 +41,6 @@ def rearrange(W, a_shape):
     m1, n1 = a_shape
     m2, n2 = W.shape[0] // m1, W.shape[1] // n1
     return W.reshape(m1, m2, n1, n2).permute(0, 2, 1, 3).reshape(m1 * n1, m2 * n2)
-
-
-def kron_sum(A, B, scale=None):
-    """sum_f s_f * A_f (x) B_f for A (F, m1, n1), B (F, m2, n2): the (m1*m2, n1*n2) matrix."""
-    if scale is not None:
-        A = A * scale.view(-1, 1, 1)
-    f, m1, n1 = A.shape
-    _, m2, n2 = B.shape
-    return torch.einsum('fij,fkl->ikjl', A, B).reshape(m1 * m2, n1 * n2)
 
 
 def factor_shapes(W, a_shape, n_factors):
@@ -103,11 +94,25 @@ def prune_init(W, a_shape, eps=0.1):
     return A.unsqueeze(0).contiguous(), B.unsqueeze(0)
 
 
-def norm_alpha(W, W_hat):
+def norm_alpha(norm_w, norm_hat):
     """Paper section III-E, adaptive normalisation: alpha = ||W||_F / ||W_hat||_F, so that
     alpha * W_hat keeps W's Frobenius norm (1 if W_hat is zero: nothing to rescale)."""
-    norm_hat = W_hat.norm().item()
-    return W.norm().item() / norm_hat if norm_hat > 0 else 1.0
+    return norm_w / norm_hat if norm_hat > 0 else 1.0
+
+
+def fit_stats(W, A, B, normalize=True):
+    """How W_hat = sum_f A_f (x) B_f fits W, on the factors alone (no dense W_hat: for GPT-2 the
+    passes over 2.4M-entry matrices are what costs): <A (x) B, C (x) D> = <A, C><B, D> and
+    <W, A (x) B> = vec(A)^T rearrange(W) vec(B). Returns rel_err = ||W - W_hat|| / ||W||,
+    kept = ||W_hat|| / ||W||, alpha (1 without normalize) and rel_err_final of alpha * W_hat."""
+    R = rearrange(W.detach().to(torch.float64), A.shape[1:])
+    a, b = A.reshape(A.shape[0], -1).to(torch.float64), B.reshape(B.shape[0], -1).to(torch.float64)
+    w2 = (R * R).sum().item()
+    cross = ((a @ R) * b).sum().item()          # <W, W_hat>
+    hat2 = ((a @ a.T) * (b @ b.T)).sum().item()  # ||W_hat||^2
+    alpha = norm_alpha(w2 ** 0.5, hat2 ** 0.5) if normalize else 1.0
+    err = lambda c: max(w2 - 2 * c * cross + c * c * hat2, 0.0) ** 0.5 / w2 ** 0.5
+    return dict(rel_err=err(1.0), kept=(hat2 / w2) ** 0.5, alpha=alpha, rel_err_final=err(alpha))
 
 
 def kron_config(config, dim1, dim2, n_factors, init='vl', scalers=False):
@@ -146,13 +151,10 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
         model = GPT(config)
     dtype = dense_model.transformer.wte.weight.dtype
     gen = torch.Generator().manual_seed(seed)
-    # fresh Parameters, one per source Parameter, so the tied wte / lm_head stay one tensor
-    copies = {}
-    sd = {k: copies.setdefault(id(v), torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad))
-          for k, v in dense_model.state_dict(keep_vars=True).items() if not k.endswith(MLP_WEIGHTS)}
+    sd = copy_parameters(dense_model, skip=[f'{name}.weight' for name, _ in dense_model.mlp_linears()])
     stats = []
     for (name, dense_lin), (_, lin) in zip(dense_model.mlp_linears(), model.mlp_linears()):
-        W = dense_lin.dense_weight().detach().to(torch.float64)  # (in, out)
+        W = dense_lin.dense_weight().detach()  # (in, out)
         a_shape = tuple(lin.A.shape[1:])
         if init == 'vl':
             A, B, _ = nearest_kron(W, a_shape, n_factors)
@@ -161,12 +163,9 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
         else:
             A = torch.randn(lin.A.shape, generator=gen, dtype=torch.float64) * 0.02
             B = torch.randn(lin.B.shape, generator=gen, dtype=torch.float64) * 0.02
-        W_hat = kron_sum(A, B)
-        alpha = norm_alpha(W, W_hat) if normalize else 1.0
-        norm = W.norm().item()
-        stats.append(dict(layer=name, rel_err=(W - W_hat).norm().item() / norm,
-                          kept=W_hat.norm().item() / norm, alpha=alpha,
-                          rel_err_final=(W - alpha * W_hat).norm().item() / norm))
+        stat = fit_stats(W, A, B, normalize)
+        stats.append(dict(layer=name, **stat))
+        alpha = stat['alpha']
         if scalers:
             sd[f'{name}.scale'] = torch.full((n_factors,), alpha, dtype=dtype)
         else:
@@ -174,6 +173,7 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
         sd[f'{name}.A'], sd[f'{name}.B'] = A.to(dtype).contiguous(), B.to(dtype).contiguous()
     sd = {k: v if isinstance(v, torch.nn.Parameter) else torch.nn.Parameter(v) for k, v in sd.items()}
     model.load_state_dict(sd, assign=True)  # strict: every parameter of the Kronecker model is set
+    assert not any(t.is_meta for t in model.buffers()), "GPT gained a buffer that decompose_model must fill"
     return model, stats
 
 
@@ -207,8 +207,11 @@ def main(argv=None):
     normalize = args.normalize and args.init != 'random'
     out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
 
+    if args.source.startswith(('/', './', '../', '~')) and not os.path.exists(os.path.expanduser(args.source)):
+        raise ValueError(f"--from {args.source} does not exist (give a hub name, an HF directory or a checkpoint)")
+
     t0 = time.time()
-    dense, _ = load_model(args.source)
+    dense, _ = load_model(os.path.expanduser(args.source))
     dense.eval()
     config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
     fc, proj = kron_shapes(config)

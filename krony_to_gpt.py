@@ -30,6 +30,18 @@ from model import GPT, load_model
 CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
 
 
+def copy_parameters(model, skip=()):
+    """{name: new Parameter} for every parameter whose name does not start with a prefix in skip;
+    one Parameter shared by several names (GPT-2's tied wte / lm_head) stays one new Parameter."""
+    new, out = {}, {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if not k.startswith(tuple(skip)):
+            if id(v) not in new:
+                new[id(v)] = torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad)
+            out[k] = new[id(v)]
+    return out
+
+
 def to_dense_gpt(model):
     """A dense GPT (mlp='dense') computing the same function: every MLP matrix folded to (out, in)."""
     c = model.config
@@ -38,11 +50,7 @@ def to_dense_gpt(model):
     with torch.device('meta'):  # every parameter is assigned below
         dense = GPT(config)
     dtype = model.transformer.wte.weight.dtype
-    mlp_prefixes = tuple(f'{name}.' for name, _ in model.mlp_linears())
-    # fresh Parameters, one per source Parameter, so the tied wte / lm_head stay one tensor
-    copies = {}
-    sd = {k: copies.setdefault(id(v), torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad))
-          for k, v in model.state_dict(keep_vars=True).items() if not k.startswith(mlp_prefixes)}
+    sd = copy_parameters(model, skip=[f'{name}.' for name, _ in model.mlp_linears()])
     with torch.no_grad():
         for name, lin in model.mlp_linears():
             # fold in float64: the sum of F products is rounded once, to the model's dtype
@@ -51,6 +59,7 @@ def to_dense_gpt(model):
             if lin.bias is not None:
                 sd[f'{name}.bias'] = torch.nn.Parameter(lin.bias.detach().clone())
     dense.load_state_dict(sd, assign=True)  # strict: the folded model is complete
+    assert not any(t.is_meta for t in dense.buffers()), "GPT gained a buffer that to_dense_gpt must fill"
     return dense.train(model.training)
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from kron_decompose import (decompose_model, default_out, kron_config, kron_sum, nearest_kron, prune_init,
-                            rearrange)
+from kron_decompose import decompose_model, default_out, fit_stats, kron_config, nearest_kron, prune_init, rearrange
 from krony_to_gpt import to_dense_gpt
 from model import GPT, GPTConfig, load_model, save_checkpoint
 
@@ -85,9 +84,20 @@ def test_orientation_recovers_the_first_and_second_factor():
     A, B, _ = nearest_kron(torch.kron(A0, B0), (3, 5), 1)
     cos = lambda x, y: (x.flatten() @ y.flatten() / (x.norm() * y.norm())).abs().item()
     assert abs(cos(A[0], A0) - 1) < 1e-12 and abs(cos(B[0], B0) - 1) < 1e-12
-    scale = torch.tensor([0.5, -2.0], dtype=torch.float64)
-    A2, B2 = torch.randn(2, 3, 5, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64)
-    assert torch.allclose(kron_sum(A2, B2, scale), kron_ref(A2, B2, scale), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('normalize', [True, False])
+def test_fit_stats_match_the_dense_difference(normalize):
+    torch.manual_seed(4)
+    W = torch.randn(12, 20, dtype=torch.float64)
+    A, B = torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 3, 4, dtype=torch.float64)
+    W_hat = kron_ref(A, B)
+    s = fit_stats(W, A, B, normalize)
+    alpha = (W.norm() / W_hat.norm()).item() if normalize else 1.0
+    assert abs(s['alpha'] - alpha) < 1e-12
+    assert abs(s['kept'] - (W_hat.norm() / W.norm()).item()) < 1e-12
+    assert abs(s['rel_err'] - ((W - W_hat).norm() / W.norm()).item()) < 1e-12
+    assert abs(s['rel_err_final'] - ((W - alpha * W_hat).norm() / W.norm()).item()) < 1e-12
 
 
 @pytest.mark.parametrize('eps', [0.1, 0.0, 0.37])
@@ -269,6 +279,7 @@ def cli(tmp_path_factory, tiny_hf_dir):
         'dim1': ['48', '256', '1', '--from', src],
         'factors': ['32', '256', '3', '--from', src],
         'missing': ['64', '64', '1', '--from', str(d / 'missing.pt')],
+        'missing_dir': ['64', '64', '1', '--from', str(d / 'nowhere')],
         'text': ['64', '64', '1', '--from', str(d / 'notes.txt')],
         'prune_shape': ['64', '64', '1', '--init', 'prune', '--from', src],
         'not_dense': ['64', '64', '1', '--from', str(d / 'kron.pt')],
@@ -302,6 +313,7 @@ def test_cli_prune_from_hf_dir(cli, tiny_hf_dir):
     ('dim1', ['dim_1=48', 'valid: [1, 2, 4, 8, 16, 32, 64]']),
     ('factors', ['between 1 and 2']),
     ('missing', ['missing.pt', 'does not exist']),
+    ('missing_dir', ['nowhere', 'does not exist']),
     ('text', ['notes.txt']),
     ('prune_shape', ['`32 256 1`']),
     ('not_dense', ["mlp='kron'"]),
