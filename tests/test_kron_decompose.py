@@ -272,6 +272,7 @@ def cli(tmp_path_factory, tiny_hf_dir):
                          kron_dim1=64, kron_dim2=64))
     save_checkpoint({'model': kron.state_dict(), 'model_args': asdict(kron.config)}, d / 'kron.pt')
     (d / 'notes.txt').write_text('not a checkpoint\n')
+    torch.save({'weights': torch.zeros(3)}, d / 'other.pt')  # a torch file, but not a GPT checkpoint
     src = str(d / 'dense.pt')
     good = {'prune': ['kron_decompose.py', '32', '256', '1', '--init', 'prune', '--scalers', '--eps', '0.1',
                       '--from', tiny_hf_dir, '--out', str(d / 'prune.pt')]}
@@ -281,6 +282,7 @@ def cli(tmp_path_factory, tiny_hf_dir):
         'missing': ['64', '64', '1', '--from', str(d / 'missing.pt')],
         'missing_dir': ['64', '64', '1', '--from', str(d / 'nowhere')],
         'text': ['64', '64', '1', '--from', str(d / 'notes.txt')],
+        'not_gpt': ['64', '64', '1', '--from', str(d / 'other.pt')],
         'prune_shape': ['64', '64', '1', '--init', 'prune', '--from', src],
         'not_dense': ['64', '64', '1', '--from', str(d / 'kron.pt')],
     }.items()}
@@ -315,6 +317,7 @@ def test_cli_prune_from_hf_dir(cli, tiny_hf_dir):
     ('missing', ['missing.pt', 'does not exist']),
     ('missing_dir', ['nowhere', 'does not exist']),
     ('text', ['notes.txt']),
+    ('not_gpt', ['other.pt', 'not a GPT checkpoint']),
     ('prune_shape', ['`32 256 1`']),
     ('not_dense', ["mlp='kron'"]),
 ])
