@@ -135,3 +135,18 @@ def test_cli_missing_source_is_named(tmp_path):
     r = run('truncate', '--from', str(tmp_path / 'nope.pt'), '--out', str(tmp_path / 'out.pt'))
     assert r.returncode == 1 and 'nope.pt' in r.stderr and 'Traceback' not in r.stderr
     assert not os.path.exists(tmp_path / 'out.pt')
+
+
+def test_lowrank_and_truncated_students_export_to_hf_exactly(tiny_hf_dir):
+    from krony_to_gpt import to_hf
+    dense = GPT.from_pretrained(tiny_hf_dir)
+    low, _ = compress.lowrank_model(dense, 7)
+    low.transformer.h[0].mlp.c_fc.set_active_rank(5)  # an InRank-style partial rank exports as used
+    for student in (low.eval(), compress.truncate_model(low, [1]).eval()):
+        hf = to_hf(student)
+        lin = student.transformer.h[0].mlp.c_fc
+        U, V = lin.factors()
+        torch.testing.assert_close(hf.transformer.h[0].mlp.c_fc.weight, U @ V, rtol=0, atol=1e-6)
+        idx = torch.randint(0, 50257, (2, 15))
+        with torch.no_grad():
+            torch.testing.assert_close(hf(idx, use_cache=False).logits, student(idx)[0], rtol=0, atol=1e-4)
