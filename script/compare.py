@@ -4,12 +4,12 @@ teacher, its MLPs compressed to the same parameter budget by every method, the s
 training tokens for every student, one table.
 
     python script/compare.py                  # the default: about 30 minutes on 2 CPU cores
-    python script/compare.py --quick          # seconds per step, a smoke test of the pipeline
+    python script/compare.py --quick          # tiny sizes, a few minutes: a smoke test of the pipeline
     python script/compare.py --out out/compare --only vl_norm,lowrank_svd
 
 Text: WikiText-103's validation split shipped in data/ (data/wikitext103_valid/prepare.py: train
 on its first 90%, choose checkpoints and report val loss on the last 10%); held-out test
-perplexity through perplexity_eval.py on the first --test_chars characters of WikiText-103's
+perplexity through perplexity_eval.py on the first test_chars (SETTINGS) characters of WikiText-103's
 test split (whole rows joined with "\\n\\n" as in the paper's protocol; windows of block_size).
 
 Steps, each through the toolkit's own scripts run as subprocesses:
@@ -193,8 +193,13 @@ def markdown(rows, s, command, minutes):
              f"{s['n_head']} heads, block {s['block_size']}, GPT-2 vocabulary, {s['teacher_iters']} steps of "
              f"{s['batch_size'] * s['block_size']:,} tokens at lr {s['teacher_lr']:g}; every student "
              f"{s['student_iters']} steps ({s['student_iters'] * s['batch_size'] * s['block_size']:,} tokens) "
-             f"at lr {s['student_lr']:g} (InRank: lr {s['teacher_lr']:g}, both stages)."]
-    return '\n'.join(lines + [''] + notes) + '\n'
+             f"at lr {s['student_lr']:g} (InRank: lr {s['teacher_lr']:g}, both stages).",
+             f"Val loss: train.py's mean over the same {s['eval_iters'] * s['batch_size']} val sequences for every "
+             f"row, at step 0 (init) and at the last step. Test ppl: the checkpoint chosen on val loss, "
+             f"perplexity_eval.py's default protocol (windows of {s['block_size']} tokens) on the first "
+             f"{s['test_chars']:,} characters of WikiText-103 test. ms/step: median of train.py's log on a "
+             f"shared CPU (noisy)."]
+    return '\n'.join(lines + [''] + [' '.join(notes)]) + '\n'
 
 
 def main(argv=None):
