@@ -159,7 +159,7 @@ class KronLinear(nn.Module):
 
     def forward(self, x):
         lead = x.shape[:-1]
-        x = x.reshape(-1, self.in_features)
+        x = x.reshape(-1, self.in_features).contiguous()  # the paths below view x
         N = x.shape[0]
         f, m1, n1 = self.A.shape
         _, m2, n2 = self.B.shape

@@ -201,3 +201,13 @@ def test_bad_checkpoints_are_named_in_the_error(tmp_path):
     torch.save({'weights': 1}, other)
     with pytest.raises(ValueError, match='other.pt is not a GPT checkpoint'):
         load_checkpoint(str(other))
+
+
+@pytest.mark.parametrize('path', KRON_PATHS)
+def test_kron_accepts_non_contiguous_input(path):
+    torch.manual_seed(0)
+    lin = KronLinear(8, 12, (4, 6), n_factors=2)
+    lin.force_path = path
+    x = torch.randn(8, 5).t()  # (5, 8), a transposed view
+    assert not x.is_contiguous()
+    torch.testing.assert_close(lin(x), x @ kron_reference(lin) + lin.bias)
