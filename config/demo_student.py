@@ -5,7 +5,7 @@
 init_from = 'checks/demo/kron_64_64_1_vl.pt'
 out_dir = 'checks/demo/student'
 dataset = 'wikitext103_valid'
-eval_interval = 50
+eval_interval = 40
 eval_iters = 8
 log_interval = 10
 
@@ -14,7 +14,7 @@ batch_size = 8
 block_size = 128
 
 learning_rate = 1e-3
-max_iters = 100
+max_iters = 80
 warmup_iters = 10
-lr_decay_iters = 100
+lr_decay_iters = 80
 min_lr = 1e-4

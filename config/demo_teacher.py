@@ -5,7 +5,7 @@
 #   python train.py config/demo_teacher.py
 out_dir = 'checks/demo/teacher'
 dataset = 'wikitext103_valid'
-eval_interval = 50
+eval_interval = 40
 eval_iters = 8
 log_interval = 10
 
@@ -19,7 +19,7 @@ n_head = 4
 n_embd = 64
 
 learning_rate = 3e-3
-max_iters = 150
+max_iters = 120
 warmup_iters = 10
-lr_decay_iters = 150
+lr_decay_iters = 120
 min_lr = 3e-4

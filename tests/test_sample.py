@@ -4,10 +4,12 @@ import pickle
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT
 from model import GPT, GPTConfig, save_checkpoint
+import sample
 
 SEP = '---------------\n'
 
@@ -31,20 +33,21 @@ def test_greedy_matches_transformers(tiny_hf_dir, tmp_path):
     assert out.stdout == enc.decode(want) + '\n' + SEP
 
 
-def test_seed_repeats_and_character_vocabulary(tmp_path):
+def test_character_model_and_seeds(tmp_path):
     itos = dict(enumerate("\n !abcdefghijklmnopqrstuvwxyz"))
     meta = tmp_path / 'meta.pkl'
     with open(meta, 'wb') as f:
         pickle.dump({'vocab_size': len(itos), 'itos': itos, 'stoi': {c: i for i, c in itos.items()}}, f)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=16, vocab_size=len(itos), n_layer=1, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(block_size=16, vocab_size=len(itos), n_layer=1, n_head=2, n_embd=16)).eval()
     ckpt = str(tmp_path / 'c.pt')
     save_checkpoint({'model': model.state_dict(), 'model_args': vars(model.config).copy()}, ckpt)
-    args = [ckpt, '--prompt=to be', '--num_samples=2', '--max_new_tokens=20', f'--meta={meta}']
-    a, b, c = run(*args), run(*args), run(*args, '--seed=7')
-    assert a.returncode == 0, a.stderr
-    assert a.stdout == b.stdout != c.stdout
-    samples = a.stdout.split(SEP)[:-1]
-    assert len(samples) == 2 and all(s.startswith('to be') and len(s) == len('to be') + 20 + 1 for s in samples)
-    bad = run(ckpt, '--prompt=TO BE', f'--meta={meta}')
-    assert bad.returncode == 1 and bad.stderr.startswith("error: the prompt has characters outside")
+    out = run(ckpt, '--prompt=to be', '--num_samples=2', '--max_new_tokens=20', f'--meta={meta}', '--seed=3')
+    assert out.returncode == 0, out.stderr
+    encode, decode = sample.codec(str(meta))
+    want = sample.generate(model, encode('to be'), 2, 20, 0.8, 200, 3, 'cpu')
+    assert out.stdout == ''.join(decode(ids) + '\n' + SEP for ids in want)
+    assert want != sample.generate(model, encode('to be'), 2, 20, 0.8, 200, 4, 'cpu')
+    assert all(len(ids) == 5 + 20 for ids in want)
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        encode('TO BE')
