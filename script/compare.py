@@ -46,7 +46,7 @@ DATASET = 'wikitext103_valid'
 # model and schedule sizes; the default fits about 30 minutes on 2 shared CPU cores
 SETTINGS = {
     'default': dict(n_layer=4, n_head=4, n_embd=64, block_size=128, batch_size=4, eval_iters=8,
-                    teacher_iters=200, student_iters=60, teacher_lr=3e-3, student_lr=1e-3,
+                    teacher_iters=150, student_iters=40, teacher_lr=3e-3, student_lr=1e-3,
                     test_chars=60_000, inrank_init_modes=2, inrank_buffer_modes=8),
     'quick': dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=2,
                   teacher_iters=6, student_iters=4, teacher_lr=3e-3, student_lr=1e-3,
