@@ -27,6 +27,7 @@ otherwise page faults on every large fresh tensor dominate the memory-bound ops.
 import argparse
 import ctypes
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -262,10 +263,11 @@ def peak_bytes(device):
     return rss if sys.platform == 'darwin' else rss * 1024
 
 
-def memory_probe(base, shapes, label, batch, seq, device, dtype):
+def memory_probe(base, shapes, label, batch, seq, device, dtype, threads):
     """Runs in a fresh process: peak memory once the model is built, after an evaluation forward,
     after one training step (AdamW state included), and the checkpoint size. On CPU the peaks are
     the process's peak RSS (torch and Python included), so evaluation is measured before training."""
+    torch.set_num_threads(threads)
     shape, rebuild = next((s, r) for l, s, r in MODELS if l == label)
     torch.manual_seed(0)
     model = GPT(model_config(base, shapes, shape)).to(device)
@@ -295,18 +297,14 @@ def memory_probe(base, shapes, label, batch, seq, device, dtype):
                 train_peak_bytes=trained, checkpoint_bytes=size)
 
 
-def bench_memory(args):
-    """One fresh process per model (peak RSS only grows), with the system allocator so the peak is
-    the memory the model needs, not what a caching allocator keeps."""
-    rows = []
-    for label, _, _ in MODELS:
-        cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe', label, '--system-malloc',
-               '--device', args.device, '--dtype', args.dtype, '--threads', str(args.threads),
-               '--batch', str(args.batch), '--seq', str(args.seq)] + (['--quick'] if args.quick else [])
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            raise ValueError(f"memory probe for {label} failed: {r.stderr.strip()[-500:]}")
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+def bench_memory(base, shapes, batch, seq, device, dtype, threads):
+    """One fresh process per model (a peak RSS only grows), forked from a server that has imported
+    torch once, with glibc's default allocator: the peak is what the model needs, not what a cache keeps."""
+    mp = multiprocessing.get_context('forkserver')
+    mp.set_forkserver_preload(['torch', 'model'])
+    with mp.Pool(1, maxtasksperchild=1) as pool:
+        rows = [pool.apply(memory_probe, (base, shapes, label, batch, seq, device, dtype, threads))
+                for label, _, _ in MODELS]
     dense = rows[0]
     for row in rows:
         row['checkpoint_vs_dense'] = row['checkpoint_bytes'] / dense['checkpoint_bytes']
@@ -356,7 +354,6 @@ def parse_args(argv=None):
     p.add_argument('--system-malloc', action='store_true', help="keep glibc's allocator defaults")
     p.add_argument('--quick', action='store_true', help='tiny stand-in shapes, for the tests')
     p.add_argument('--json', help='also write every measurement to this JSON file')
-    p.add_argument('--memory-probe', help=argparse.SUPPRESS)  # internal: one model, fresh process
     args = p.parse_args(argv)
     # one thread in --quick: tiny ops on two threads stall on each other when the machine is busy
     quick = dict(repeats=2, mlp_tokens=256, batch=2, seq=32, prompt=8, new_tokens=4, threads=1)
@@ -386,9 +383,6 @@ def main(argv=None):
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both devices
     base, shapes = (QUICK, QUICK_SHAPES) if args.quick else (GPT2_SMALL, SHAPES)
-    if args.memory_probe:
-        print(json.dumps(memory_probe(base, shapes, args.memory_probe, args.batch, args.seq, device, dtype)))
-        return
     results = {'args': {k: v for k, v in vars(args).items()}, 'device': device_name(device),
                'torch': torch.__version__}
     print(f"# python script/bench.py {' '.join(sys.argv[1:])}".rstrip())
@@ -430,7 +424,7 @@ def main(argv=None):
                 f"{r['gen_tokens_per_s']:,.1f}", f"{r['gen_vs_dense']:.2f}x"] for r in rows])
     del models
     if 'memory' in args.tables:
-        rows = bench_memory(args)
+        rows = bench_memory(base, shapes, args.batch, args.seq, device, dtype, args.threads)
         results['memory'] = rows
         what = ('torch.cuda.max_memory_allocated' if device.type == 'cuda'
                 else 'peak RSS of a fresh process per model, torch included')
