@@ -95,11 +95,12 @@ def keep_freed_memory():
         raise ValueError("mallopt failed; run with --system-malloc")
 
 
-def model_config(base, shapes, label, dropout=0.0):
+def model_config(base, shapes, label):
+    """GPTConfig of the shape called label in shapes; None for the dense model."""
     if label is None:
-        return GPTConfig(**base, dropout=dropout)
+        return GPTConfig(**base)
     _, d1, d2, f = next(s for s in shapes if s[0] == label)
-    return GPTConfig(**base, dropout=dropout, mlp='kron', kron_dim1=d1, kron_dim2=d2, kron_factors=f)
+    return GPTConfig(**base, mlp='kron', kron_dim1=d1, kron_dim2=d2, kron_factors=f)
 
 
 def paper_params(config):
@@ -213,7 +214,7 @@ def train_step_fn(model, opt, rebuild, X, Y, ctx):
 
 
 def bench_train(models, base, batch, seq, repeats, device, dtype):
-    X = torch.randint(base['vocab_size'], (batch, seq), device=device, generator=None)
+    X = torch.randint(base['vocab_size'], (batch, seq), device=device)
     Y = torch.roll(X, -1, dims=1)
     ctx = autocast(device, dtype)
     fns = {label: train_step_fn(*models[shape], rebuild, X, Y, ctx) for label, shape, rebuild in MODELS}
@@ -383,7 +384,7 @@ def main(argv=None):
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both devices
     base, shapes = (QUICK, QUICK_SHAPES) if args.quick else (GPT2_SMALL, SHAPES)
-    results = {'args': {k: v for k, v in vars(args).items()}, 'device': device_name(device),
+    results = {'args': dict(vars(args)), 'device': device_name(device),
                'torch': torch.__version__}
     print(f"# python script/bench.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"# {results['device']}; torch {torch.__version__}; {args.dtype}; "
@@ -427,7 +428,7 @@ def main(argv=None):
         rows = bench_memory(base, shapes, args.batch, args.seq, device, dtype, args.threads)
         results['memory'] = rows
         what = ('torch.cuda.max_memory_allocated' if device.type == 'cuda'
-                else 'peak RSS of a fresh process per model, torch included')
+                else 'peak RSS of a fresh process per model, torch included, glibc malloc defaults')
         table(f"memory, MiB ({what}): model built, evaluation (1 x {base['block_size']}), "
               f"training step (batch {args.batch} x {args.seq}, AdamW state included); "
               f"checkpoint = torch.save of the state dict",
