@@ -13,7 +13,7 @@ W = sum_f s_f * A_f (x) B_f, with A_f (dim_1, dim_2) for c_fc and (dim_2, dim_1)
 
 import math
 import os
-from dataclasses import dataclass, asdict, fields
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn

@@ -1,5 +1,4 @@
 """sample.py: greedy decoding equals transformers' generate; seeds repeat; character models decode."""
-import os
 import pickle
 import subprocess
 import sys
