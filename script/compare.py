@@ -202,6 +202,15 @@ def markdown(rows, s, command, minutes):
     return '\n'.join(lines + [''] + [' '.join(notes)]) + '\n'
 
 
+
+def write_results(out, md, payload):
+    """out/results.md (the table) and out/results.json (everything), and the table on stdout."""
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(payload, f, indent=2)
+    with open(os.path.join(out, 'results.md'), 'w') as f:
+        f.write(md)
+    print('\n' + md + f"wrote {os.path.join(out, 'results.md')} and results.json")
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
     p.add_argument('--quick', action='store_true', help='tiny sizes: a smoke test of the pipeline')
@@ -268,11 +277,7 @@ def main(argv=None):
         r.update(val_init=v0, val_ppl_init=math.exp(v0), val_final=v1, val_ppl_final=math.exp(v1))
     minutes = (time.time() - t_start) / 60
     md = markdown(rows, s, command, minutes)
-    with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(command=command, settings=s, minutes=round(minutes, 2), rows=rows), f, indent=2)
-    with open(os.path.join(out, 'results.md'), 'w') as f:
-        f.write(md)
-    print('\n' + md + f"wrote {os.path.join(out, 'results.md')} and results.json")
+    write_results(out, md, dict(command=command, settings=s, minutes=round(minutes, 2), rows=rows))
 
 
 if __name__ == '__main__':

@@ -15,12 +15,11 @@ time-weighting starts at the identity. Writes OUT/results.json and OUT/results.m
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from compare import ROOT, Runner, parse_train_log
+from compare import ROOT, Runner, parse_train_log, write_results
 
 VARIANTS = {
     'baseline': ('no tricks', {}),
@@ -68,11 +67,7 @@ def main(argv=None):
         (f' --max_iters {args.max_iters}' if args.max_iters else '')
     minutes = (time.time() - t_start) / 60
     md = markdown(rows, command, minutes)
-    with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(command=command, minutes=round(minutes, 2), rows=rows), f, indent=2)
-    with open(os.path.join(out, 'results.md'), 'w') as f:
-        f.write(md)
-    print('\n' + md + f"wrote {os.path.join(out, 'results.md')} and results.json")
+    write_results(out, md, dict(command=command, minutes=round(minutes, 2), rows=rows))
 
 
 if __name__ == '__main__':
