@@ -56,3 +56,12 @@ class CliRuns:
         rc, _, err = self.wait('real')
         assert [rc, err] == results[self.real]
         return tuple(results[name])
+
+
+def assert_one_line_error(rc, err, expected=()):
+    """A user's mistake: non-zero exit and exactly one `error: ...` line on stderr naming `expected`."""
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    for text in expected:
+        assert text in lines[0]

@@ -10,7 +10,7 @@ import torch
 from kron_decompose import decompose_model, default_out, fit_stats, kron_config, nearest_kron, prune_init, rearrange
 from krony_to_gpt import to_dense_gpt
 from model import GPT, GPTConfig, load_model, save_checkpoint
-from cli_runs import CliRuns
+from cli_runs import CliRuns, assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -268,11 +268,6 @@ def test_cli_prune_from_hf_dir(cli, tiny_hf_dir):
     ('not_dense', ["mlp='kron'"]),
 ])
 def test_cli_bad_input(cli, case, expected):
-    rc, err = cli.bad(case)
-    assert rc != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    for text in expected:
-        assert text in lines[0]
+    assert_one_line_error(*cli.bad(case), expected)
     out = cli.dir / f'{case}.out.pt'
     assert not out.exists() and not list(cli.dir.glob(f'{out.name}.tmp*'))

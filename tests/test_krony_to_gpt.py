@@ -10,7 +10,7 @@ import gpt2_tokenizer
 from gpt2_tokenizer import get_encoding
 from krony_to_gpt import export, to_dense_gpt, to_hf
 from model import GPT, GPTConfig, load_model, save_checkpoint
-from cli_runs import CliRuns
+from cli_runs import CliRuns, assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -172,12 +172,7 @@ def test_cli_exports_a_directory_that_loads_offline(cli):
     ('time_mixing', 'out_tw', ['time_mixing']),
 ])
 def test_cli_bad_input(cli, case, out, expected):
-    rc, err = cli.bad(case)
-    assert rc != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    for text in expected:
-        assert text in lines[0]
+    assert_one_line_error(*cli.bad(case), expected)
     out = cli.dir / out
     if case == 'not_empty':
         assert os.listdir(out) == ['mine.txt'] and (out / 'mine.txt').read_text() == 'do not touch'
