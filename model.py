@@ -97,14 +97,16 @@ def kron_costs(m1, n1, m2, n2, n_factors, n_tokens):
     }
 
 
-def kron_moves(m1, n1, m2, n2, n_factors, n_tokens):
-    """Elements each path writes besides its output: the intermediate product and the transposes
-    (of x for a_first when m2 > 1; of the intermediate and of the output for b_first when n2 > 1),
-    and the built weight for 'dense'. These passes are memory-bound, see MOVE_MACS."""
+def kron_moves(m1, n1, m2, n2, n_factors, n_tokens, swap_in=False, swap_out=False):
+    """Elements each path writes besides its output: the intermediate product, the built weight for
+    'dense', and the transposes into and out of the B-major feature order the factored products
+    read and write (KronLinear.forward). These passes are memory-bound, see MOVE_MACS."""
     F_, N = n_factors, n_tokens
+    x_copy = 0 if swap_in or m2 == 1 else N * m1 * m2
+    y_copy = 0 if swap_out or n2 == 1 else N * n1 * n2
     return {
-        'b_first': N * m1 * n2 * F_ + (0 if n2 == 1 else N * (m1 * n2 * F_ + n1 * n2)),
-        'a_first': N * n1 * m2 * F_ + (0 if m2 == 1 else N * m1 * m2),
+        'b_first': N * n2 * F_ * m1 + y_copy,
+        'a_first': N * m2 * F_ * n1 + x_copy + y_copy,
         'dense': m1 * n1 * m2 * n2,
     }
 
@@ -116,7 +118,13 @@ MOVE_MACS = 32
 
 
 class KronLinear(nn.Module):
-    """y = x @ (sum_f s_f A_f (x) B_f) + bias without building the dense weight when that is cheaper."""
+    """y = x @ (sum_f s_f A_f (x) B_f) + bias without building the dense weight when that is cheaper.
+
+    Feature order: kron(A, B) numbers input features (i1, i2) and outputs (j1, j2), A's index first.
+    Both factored paths naturally write (j2, j1), the B-major order, and a_first reads (i2, i1);
+    forward(x, swap_in=True) / (swap_out=True) take / return features in B-major order, so that the
+    MLP keeps its hidden layer that way and no transpose is ever made of it (GELU is elementwise).
+    """
 
     def __init__(self, in_features, out_features, a_shape, n_factors=1, scalers=False, bias=True):
         super().__init__()
@@ -147,61 +155,63 @@ class KronLinear(nn.Module):
         w = torch.einsum('fij,fkl->ikjl', self.scaled_A(), self.B)
         return w.reshape(m1 * m2, n1 * n2)
 
-    def path(self, n_tokens):
+    def path(self, n_tokens, swap_in=False, swap_out=False):
         if self.force_path is not None:
             return self.force_path
         f, m1, n1 = self.A.shape
         _, m2, n2 = self.B.shape
         macs = kron_costs(m1, n1, m2, n2, f, n_tokens)
-        moved = kron_moves(m1, n1, m2, n2, f, n_tokens)
+        moved = kron_moves(m1, n1, m2, n2, f, n_tokens, swap_in, swap_out)
         costs = {p: macs[p] + MOVE_MACS * moved[p] for p in KRON_PATHS}
         return min(costs, key=costs.get)
 
-    def forward(self, x):
+    def forward(self, x, swap_in=False, swap_out=False):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features).contiguous()  # the paths below view x
         N = x.shape[0]
         f, m1, n1 = self.A.shape
         _, m2, n2 = self.B.shape
-        path = self.path(N)
-        bias = self.bias
+        path = self.path(N, swap_in, swap_out)
+        A, B, bias = self.scaled_A(), self.B, self.bias
+        # the bias in B-major order, (n2, n1)
+        bias_t = None if bias is None else bias.view(n1, n2).t()
         if path == 'dense':
-            # W built as (out, in) like nn.Linear's weight, so this is the dense model's addmm exactly
+            # W built as (out, in) like nn.Linear's weight, so this is the dense model's addmm exactly;
             # the sum over factors is one (m1*n1, f) @ (f, m2*n2) product (cheaper than einsum's path,
-            # backward included), then one permute copy to (j1, j2, i1, i2)
-            w = self.scaled_A().reshape(f, m1 * n1).t() @ self.B.reshape(f, m2 * n2)
-            w = w.view(m1, n1, m2, n2).permute(1, 3, 0, 2).reshape(self.out_features, self.in_features)
-            y = F.linear(x, w, bias)
-        elif path == 'b_first':
-            # t[n, i1, j2, f] = sum_i2 x[n, i1, i2] B_f[i2, j2], all factors in one product
-            t = x.view(N * m1, m2) @ self.B.permute(1, 2, 0).reshape(m2, n2 * f)
-            a = self.scaled_A().transpose(0, 1).reshape(m1 * f, n1)  # rows (i1, f), as t's columns
-            if n2 == 1:
-                # t is already the (N, m1*f) left operand and the product is the output: no copies
-                t = t.view(N, m1 * f)
-                y = t @ a if bias is None else torch.addmm(bias, t, a)
-            else:
-                # rows (n, j2) make the large product one contiguous matmul; one pass then
-                # transposes its (N, n2, n1) result to (N, n1, n2), adding the bias on the way
-                t = t.view(N, m1, n2, f).transpose(1, 2).reshape(N * n2, m1 * f)
-                y = (t @ a).view(N, n2, n1).transpose(1, 2)
-                y = y.reshape(N, self.out_features) if bias is None else (bias.view(n1, n2) + y).view(N, -1)
+            # backward included), then one permute copy to the feature orders asked for
+            w = (A.reshape(f, m1 * n1).t() @ B.reshape(f, m2 * n2)).view(m1, n1, m2, n2)
+            w = w.permute(*((3, 1) if swap_out else (1, 3)), *((2, 0) if swap_in else (0, 2)))
+            b = bias_t.reshape(-1) if swap_out and bias is not None else bias
+            y = F.linear(x, w.reshape(self.out_features, self.in_features), b)
+            return y.view(*lead, self.out_features)
+        if path == 'b_first':
+            # t[n, j2, f, i1] = sum_i2 B_f[i2, j2] x[n, i1, i2]: a small matrix times each token's
+            # (m2, m1) panel, the orientation in which the tiny product runs at memory speed
+            xv = x.view(N, m2, m1) if swap_in else x.view(N, m1, m2).transpose(1, 2)
+            bc = B.permute(2, 0, 1).reshape(n2 * f, m2)
+            t = torch.bmm(bc.expand(N, n2 * f, m2), xv).view(N * n2, f * m1)
+            # rows (n, j2), columns (f, i1): the large product is one contiguous matmul writing (N, n2, n1)
+            a = A.reshape(f * m1, n1)
+            if bias is None:
+                y = t @ a
+            elif n2 == 1:
+                y = torch.addmm(bias, t, a)
+            else:  # accumulate onto the tiled bias instead of adding it in another pass
+                y = bias_t.expand(N, n2, n1).reshape(N * n2, n1).addmm_(t, a)
         elif path == 'a_first':
             # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one contiguous
-            # matmul over all factors (transposing x is a copy only when m2 > 1)
-            xt = x.view(N, m1, m2).transpose(1, 2).reshape(N * m2, m1)
-            s = xt @ self.scaled_A().transpose(0, 1).reshape(m1, f * n1)
-            s = s.view(N, m2 * f, n1).transpose(1, 2)                  # (N, n1, m2*f), a view
-            b = self.B.transpose(0, 1).reshape(m2 * f, n2)             # rows (i2, f), as s's columns
-            # the small product writes (N, n1, n2), the output layout, with the bias fused
-            if bias is None:
-                y = torch.matmul(s, b)
-            else:
-                y = torch.baddbmm(bias.view(1, n1, n2), s, b.expand(N, m2 * f, n2))
-            y = y.view(N, self.out_features)
+            # matmul over all factors (a copy of x only for input in kron order with m2 > 1)
+            xt = x if swap_in or m2 == 1 else x.view(N, m1, m2).transpose(1, 2)
+            s = xt.reshape(N * m2, m1) @ A.transpose(0, 1).reshape(m1, f * n1)
+            # y[n] = B'^T (n2, m2*f) @ s[n] (m2*f, n1), bias fused, written as (N, n2, n1)
+            bt = B.permute(2, 1, 0).reshape(n2, m2 * f).expand(N, n2, m2 * f)
+            s = s.view(N, m2 * f, n1)
+            y = torch.bmm(bt, s) if bias is None else torch.baddbmm(bias_t, bt, s)
         else:
             raise ValueError(f"unknown Kronecker path {path!r}; one of {KRON_PATHS}")
-        return y.view(*lead, self.out_features)
+        if not swap_out and n2 > 1:
+            y = y.view(N, n2, n1).transpose(1, 2)  # back to kron order: one copy of the output
+        return y.reshape(*lead, self.out_features)
 
 
 class LowRankLinear(nn.Module):
@@ -345,8 +355,16 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        if isinstance(self.c_fc, KronLinear) and isinstance(self.c_proj, KronLinear):
+            # hidden features in B-major order (see KronLinear): never transposed, GELU doesn't mind
+            h = F.gelu(self.c_fc(x, swap_out=True), approximate='tanh')
+            return self.dropout(self.c_proj(h, swap_in=True))
         x = F.gelu(self.c_fc(x), approximate='tanh')  # GPT-2's "gelu_new"
         return self.dropout(self.c_proj(x))
+
+    def kron_paths(self, n_tokens):
+        """The paths c_fc and c_proj (KronLinear) take inside forward for n_tokens rows."""
+        return self.c_fc.path(n_tokens, swap_out=True), self.c_proj.path(n_tokens, swap_in=True)
 
 
 class Block(nn.Module):
@@ -425,15 +443,18 @@ class GPT(nn.Module):
         Kronecker layer takes for n_tokens rows (attention scores excluded)."""
         c = self.config
         macs = c.n_layer * 4 * c.n_embd ** 2 + c.n_embd * c.vocab_size
-        for _, lin in self.mlp_linears():
-            if isinstance(lin, KronLinear):
-                f, m1, n1 = lin.A.shape
-                _, m2, n2 = lin.B.shape
-                macs += kron_costs(m1, n1, m2, n2, f, n_tokens)[lin.path(n_tokens)] / n_tokens
-            elif isinstance(lin, LowRankLinear):
-                macs += lin.rank * (lin.in_features + lin.out_features)
-            else:
-                macs += lin.in_features * lin.out_features
+        for block in self.transformer.h:
+            mlp = block.mlp
+            paths = mlp.kron_paths(n_tokens) if isinstance(mlp.c_fc, KronLinear) else (None, None)
+            for lin, path in zip((mlp.c_fc, mlp.c_proj), paths):
+                if isinstance(lin, KronLinear):
+                    f, m1, n1 = lin.A.shape
+                    _, m2, n2 = lin.B.shape
+                    macs += kron_costs(m1, n1, m2, n2, f, n_tokens)[path] / n_tokens
+                elif isinstance(lin, LowRankLinear):
+                    macs += lin.rank * (lin.in_features + lin.out_features)
+                else:
+                    macs += lin.in_features * lin.out_features
         return 2 * macs
 
     def estimate_mfu(self, tokens_per_iter, dt, peak_flops=312e12):

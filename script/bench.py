@@ -181,7 +181,7 @@ def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
         rows.append(dict(
             shape=label, cli=f"{d1} {d2} {f}", params=paper_params(cfg),
             mac_ratio=mac_ratio(cfg, n_tokens),
-            path=f"{mlp.c_fc.path(n_tokens)}/{mlp.c_proj.path(n_tokens)}",
+            path='/'.join(mlp.kron_paths(n_tokens)),
             dense_ms=1e3 * t['dense'], rebuild_ms=1e3 * t[label, 'rebuild'],
             factored_ms=1e3 * t[label, 'factored'],
             factored_vs_dense=t[label, 'factored'] / t['dense'],

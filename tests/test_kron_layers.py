@@ -49,6 +49,52 @@ def test_every_path_and_its_gradients_equal_torch_kron(in_f, out_f, a_shape, fac
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def b_major(n_a, n_b):
+    """Index map from B-major feature order (i2, i1) to kron's (i1, i2) for n_a x n_b features."""
+    return torch.arange(n_a * n_b).view(n_a, n_b).t().reshape(-1)
+
+
+@pytest.mark.parametrize('swap_in,swap_out', [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize('path', KRON_PATHS)
+@pytest.mark.parametrize('in_f,out_f,a_shape,factors', STRUCTURES)
+def test_b_major_feature_orders_equal_permuted_torch_kron(in_f, out_f, a_shape, factors, path, swap_in, swap_out):
+    """forward(swap_in/swap_out) is x @ W with W's rows / columns reordered to (i2, i1) / (j2, j1)."""
+    lin = random_layer(in_f, out_f, a_shape, factors, True, path)
+    (m1, n1), m2, n2 = a_shape, in_f // a_shape[0], out_f // a_shape[1]
+    rows = b_major(m1, m2) if swap_in else torch.arange(in_f)
+    cols = b_major(n1, n2) if swap_out else torch.arange(out_f)
+    x = torch.randn(5, in_f, dtype=torch.double, requires_grad=True)
+    y = lin(x, swap_in=swap_in, swap_out=swap_out)
+    ref = x @ kron_reference(lin)[rows][:, cols] + lin.bias[cols]
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y)
+    wrt = [x, *lin.parameters()]
+    for a, b in zip(torch.autograd.grad((y * g).sum(), wrt), torch.autograd.grad((ref * g).sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('path', KRON_PATHS)
+@pytest.mark.parametrize('dims', [(4, 16, 1), (8, 8, 1), (2, 8, 3)])
+def test_kron_mlp_equals_dense_mlp_of_its_weights(dims, path):
+    """The MLP keeps its hidden layer in B-major order; outside, it is GELU(x W_fc + b) W_proj + b."""
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=8, mlp='kron',
+                    kron_dim1=dims[0], kron_dim2=dims[1], kron_factors=dims[2])
+    torch.manual_seed(0)
+    mlp = MLP(cfg).double()
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_()
+    mlp.c_fc.force_path = mlp.c_proj.force_path = path
+    x = torch.randn(2, 3, 8, dtype=torch.double, requires_grad=True)
+    h = torch.nn.functional.gelu(x @ kron_reference(mlp.c_fc) + mlp.c_fc.bias, approximate='tanh')
+    ref = h @ kron_reference(mlp.c_proj) + mlp.c_proj.bias
+    y = mlp(x)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    wrt = [x, *mlp.parameters()]
+    for a, b in zip(torch.autograd.grad(y.sum(), wrt), torch.autograd.grad(ref.sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize('bias', [True, False])
 @pytest.mark.parametrize('path', KRON_PATHS)
 @pytest.mark.parametrize('a_shape', [(3, 2), (2, 3)])
@@ -95,8 +141,10 @@ def gpt2_small_layers(dims):
 ])
 def test_cost_model_picks_the_cheap_order_on_paper_shapes(dims, paths):
     fc, proj = gpt2_small_layers(dims)
+    mlp = MLP(GPTConfig(mlp='kron', kron_dim1=dims[0], kron_dim2=dims[1], kron_factors=dims[2]))
     for n_tokens in (1, 1024, 4096):
-        assert (fc.path(n_tokens), proj.path(n_tokens)) == paths
+        assert (fc.path(n_tokens), proj.path(n_tokens)) == paths  # alone, features in kron order
+        assert mlp.kron_paths(n_tokens) == paths                  # inside the MLP, hidden B-major
 
 
 def test_more_factors_than_pays_off_falls_back_to_dense():
