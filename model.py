@@ -177,10 +177,12 @@ class KronLinear(nn.Module):
         bias_t = None if bias is None else bias.view(n1, n2).t()
         if path == 'dense':
             # W built as (out, in) like nn.Linear's weight, so this is the dense model's addmm exactly;
-            # the sum over factors is one (m1*n1, f) @ (f, m2*n2) product (cheaper than einsum's path,
-            # backward included), then one permute copy to the feature orders asked for
-            w = (A.reshape(f, m1 * n1).t() @ B.reshape(f, m2 * n2)).view(m1, n1, m2, n2)
-            w = w.permute(*((3, 1) if swap_out else (1, 3)), *((2, 0) if swap_in else (0, 2)))
+            # the sum over factors is one (rows, f) @ (f, cols) product (cheaper than einsum's path,
+            # backward included) with the factor whose index leads the output order first, then one
+            # permute copy to (out, in)
+            P, Q = (B, A) if swap_out else (A, B)
+            w = (P.reshape(f, -1).t() @ Q.reshape(f, -1)).view(*P.shape[1:], *Q.shape[1:])
+            w = w.permute(1, 3, 0, 2) if swap_in == swap_out else w.permute(1, 3, 2, 0)
             b = bias_t.reshape(-1) if swap_out and bias is not None else bias
             y = F.linear(x, w.reshape(self.out_features, self.in_features), b)
             return y.view(*lead, self.out_features)
@@ -355,12 +357,18 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        if isinstance(self.c_fc, KronLinear) and isinstance(self.c_proj, KronLinear):
+        if self.hidden_b_major(x.numel() // x.shape[-1]):
             # hidden features in B-major order (see KronLinear): never transposed, GELU doesn't mind
             h = F.gelu(self.c_fc(x, swap_out=True), approximate='tanh')
             return self.dropout(self.c_proj(h, swap_in=True))
         x = F.gelu(self.c_fc(x), approximate='tanh')  # GPT-2's "gelu_new"
         return self.dropout(self.c_proj(x))
+
+    def hidden_b_major(self, n_tokens):
+        """Whether forward keeps the hidden features in B-major order: when a factored product
+        writes or reads them (two dense-path weights are cheapest to build in kron order)."""
+        return (isinstance(self.c_fc, KronLinear) and isinstance(self.c_proj, KronLinear)
+                and self.kron_paths(n_tokens) != ('dense', 'dense'))
 
     def kron_paths(self, n_tokens):
         """The paths c_fc and c_proj (KronLinear) take inside forward for n_tokens rows."""

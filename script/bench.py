@@ -18,8 +18,9 @@ Tables:
          model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
 
 Timings are medians over --repeats rounds; every round runs each variant once in turn, after one
-warm-up each, so load from other processes falls on all of them alike: compare the ratios, not the
-absolute times. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
+warm-up each, and a ratio is the median over rounds of the ratio of two runs made back to back
+(in the MLP table the dense MLP runs next to each shape), so load from other processes falls on
+both sides alike: compare the ratios, not the absolute times. The JSON keeps every round. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
 PyTorch's CUDA caching allocator does and as its CPU tuning guide recommends (jemalloc/tcmalloc);
 otherwise page faults on every large fresh tensor dominate the memory-bound ops.
 --system-malloc measures with glibc's defaults instead.
@@ -123,7 +124,7 @@ def sync(device):
 
 
 def interleaved(fns, repeats, device):
-    """{name: median seconds}: one warm-up of each, then every round runs each fn once in turn."""
+    """{name: [seconds per round]}: one warm-up of each, then every round runs each fn once in turn."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -134,7 +135,13 @@ def interleaved(fns, repeats, device):
             fn()
             sync(device)
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def ratio(times, num, den):
+    """Median over rounds of times[num] / times[den]: each round's two runs were made within seconds
+    of each other, so this follows a machine whose speed drifts better than a ratio of medians."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
 
 
 def autocast(device, dtype):
@@ -165,27 +172,30 @@ def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
             y.backward(g.to(y.dtype))
         return step
 
-    dense_cfg = model_config(base, shapes, None)
-    fns = {'dense': step_fn(MLP(dense_cfg).to(device), False)}
-    configs = {}
-    for label, *_ in shapes:
+    dense = step_fn(MLP(model_config(base, shapes, None)).to(device), False)
+    fns, configs = {}, {}
+    for label, *_ in shapes:  # dense runs between each shape's two, so every ratio is of neighbours
         cfg = model_config(base, shapes, label)
         mlp = MLP(cfg).to(device)
-        fns[label, 'rebuild'] = step_fn(mlp, True)
         fns[label, 'factored'] = step_fn(mlp, False)
+        fns[label, 'dense'] = dense
+        fns[label, 'rebuild'] = step_fn(mlp, True)
         configs[label] = (cfg, mlp)
     t = interleaved(fns, repeats, device)
+    med = {k: statistics.median(v) for k, v in t.items()}
     rows = []
     for label, d1, d2, f in shapes:
         cfg, mlp = configs[label]
+        set_rebuild(mlp, False)  # its own layers again, to report their paths
         rows.append(dict(
             shape=label, cli=f"{d1} {d2} {f}", params=paper_params(cfg),
             mac_ratio=mac_ratio(cfg, n_tokens),
             path='/'.join(mlp.kron_paths(n_tokens)),
-            dense_ms=1e3 * t['dense'], rebuild_ms=1e3 * t[label, 'rebuild'],
-            factored_ms=1e3 * t[label, 'factored'],
-            factored_vs_dense=t[label, 'factored'] / t['dense'],
-            rebuild_vs_factored=t[label, 'rebuild'] / t[label, 'factored']))
+            dense_ms=1e3 * med[label, 'dense'], rebuild_ms=1e3 * med[label, 'rebuild'],
+            factored_ms=1e3 * med[label, 'factored'],
+            factored_vs_dense=ratio(t, (label, 'factored'), (label, 'dense')),
+            rebuild_vs_factored=ratio(t, (label, 'rebuild'), (label, 'factored')),
+            rounds_ms={k: [1e3 * v for v in t[label, k]] for k in ('dense', 'rebuild', 'factored')}))
     return rows
 
 
@@ -219,8 +229,9 @@ def bench_train(models, base, batch, seq, repeats, device, dtype):
     ctx = autocast(device, dtype)
     fns = {label: train_step_fn(*models[shape], rebuild, X, Y, ctx) for label, shape, rebuild in MODELS}
     t = interleaved(fns, repeats, device)
-    return [dict(model=label, params=models[shape][0].num_params('paper'), step_s=t[label],
-                 tokens_per_s=batch * seq / t[label], vs_dense=t['dense'] / t[label])
+    return [dict(model=label, params=models[shape][0].num_params('paper'), step_s=statistics.median(t[label]),
+                 tokens_per_s=batch * seq / statistics.median(t[label]), vs_dense=ratio(t, 'dense', label),
+                 rounds_s=t[label])
             for label, shape, _ in MODELS]
 
 
@@ -251,8 +262,9 @@ def bench_eval(models, base, prompt, new_tokens, repeats, device, dtype):
     te = interleaved({label: eval_fn(models[shape][0]) for label, shape in evaluated}, repeats, device)
     tg = interleaved({label: gen_fn(models[shape][0]) for label, shape in evaluated}, repeats, device)
     return [dict(model=label, params=models[shape][0].num_params('paper'),
-                 eval_tokens_per_s=T / te[label], eval_vs_dense=te['dense'] / te[label],
-                 gen_tokens_per_s=new_tokens / tg[label], gen_vs_dense=tg['dense'] / tg[label])
+                 eval_tokens_per_s=T / statistics.median(te[label]), eval_vs_dense=ratio(te, 'dense', label),
+                 gen_tokens_per_s=new_tokens / statistics.median(tg[label]), gen_vs_dense=ratio(tg, 'dense', label),
+                 eval_rounds_s=te[label], gen_rounds_s=tg[label])
             for label, shape in evaluated]
 
 
