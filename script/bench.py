@@ -229,10 +229,12 @@ def bench_train(models, base, batch, seq, repeats, device, dtype):
     ctx = autocast(device, dtype)
     fns = {label: train_step_fn(*models[shape], rebuild, X, Y, ctx) for label, shape, rebuild in MODELS}
     t = interleaved(fns, repeats, device)
+    rebuilt = {shape: label for label, shape, rebuild in MODELS if rebuild}  # the paper's way of a shape
     return [dict(model=label, params=models[shape][0].num_params('paper'), step_s=statistics.median(t[label]),
                  tokens_per_s=batch * seq / statistics.median(t[label]), vs_dense=ratio(t, 'dense', label),
+                 vs_rebuild=ratio(t, rebuilt[shape], label) if shape in rebuilt and not rebuild else None,
                  rounds_s=t[label])
-            for label, shape, _ in MODELS]
+            for label, shape, rebuild in MODELS]
 
 
 def bench_eval(models, base, prompt, new_tokens, repeats, device, dtype):
@@ -357,7 +359,7 @@ def parse_args(argv=None):
     p.add_argument('--tables', default='mlp,train,eval,memory',
                    help='comma-separated subset of mlp,train,eval,memory')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
-    p.add_argument('--repeats', type=int, default=None, help='timed rounds (default 7 mlp, 3 others)')
+    p.add_argument('--repeats', type=int, default=None, help='timed rounds (default 7 mlp, 5 train and eval)')
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
@@ -419,19 +421,20 @@ def main(argv=None):
     if 'train' in args.tables or 'eval' in args.tables:
         models = build_models(base, shapes, device)
     if 'train' in args.tables:
-        rows = bench_train(models, base, args.batch, args.seq, rep(3), device, dtype)
+        rows = bench_train(models, base, args.batch, args.seq, rep(5), device, dtype)
         results['train'] = rows
         table(f"training step (forward, backward, AdamW), batch {args.batch} x {args.seq} tokens, "
-              f"median of {rep(3)} interleaved rounds",
-              ['model', 'params', 'step s', 'tokens/s', 'vs dense'],
+              f"median of {rep(5)} interleaved rounds",
+              ['model', 'params', 'step s', 'tokens/s', 'vs dense', 'vs rebuild-every-step'],
               [[r['model'], f"{r['params']:,}", f"{r['step_s']:.3f}", f"{r['tokens_per_s']:,.0f}",
-                f"{r['vs_dense']:.2f}x"] for r in rows])
+                f"{r['vs_dense']:.2f}x", '-' if r['vs_rebuild'] is None else f"{r['vs_rebuild']:.2f}x"]
+               for r in rows])
     if 'eval' in args.tables:
-        rows = bench_eval(models, base, args.prompt, args.new_tokens, rep(3), device, dtype)
+        rows = bench_eval(models, base, args.prompt, args.new_tokens, rep(5), device, dtype)
         results['eval'] = rows
         table(f"evaluation forward (1 x {base['block_size']} tokens, loss) and generation "
               f"({args.prompt}-token prompt, {args.new_tokens} new tokens, no KV cache), "
-              f"median of {rep(3)} interleaved rounds",
+              f"median of {rep(5)} interleaved rounds",
               ['model', 'params', 'eval tokens/s', 'eval vs dense', 'generate tokens/s', 'generate vs dense'],
               [[r['model'], f"{r['params']:,}", f"{r['eval_tokens_per_s']:,.0f}", f"{r['eval_vs_dense']:.2f}x",
                 f"{r['gen_tokens_per_s']:,.1f}", f"{r['gen_vs_dense']:.2f}x"] for r in rows])

@@ -104,6 +104,9 @@ def test_train_eval_memory_tables_consistent(quick):
         assert r['step_s'] == pytest.approx(statistics.median(r['rounds_s']))
         assert r['tokens_per_s'] == pytest.approx(tokens / r['step_s'])
         assert r['vs_dense'] == pytest.approx(median_ratio(rows['dense']['rounds_s'], r['rounds_s']))
+    rebuild, factored = rows['81M rebuild']['rounds_s'], rows['81M']['rounds_s']
+    assert rows['81M']['vs_rebuild'] == pytest.approx(median_ratio(rebuild, factored))
+    assert rows['dense']['vs_rebuild'] is None and rows['81M rebuild']['vs_rebuild'] is None
     assert rows['81M']['params'] == rows['81M rebuild']['params'] == independent_params(48, 48, 1)
     assert rows['dense']['params'] == GPT(GPTConfig(**bench.QUICK)).num_params('paper')
     for r in res['eval']:
