@@ -176,15 +176,16 @@ class KronLinear(nn.Module):
         # the bias in B-major order, (n2, n1)
         bias_t = None if bias is None else bias.view(n1, n2).t()
         if path == 'dense':
-            # W built as (out, in) like nn.Linear's weight, so this is the dense model's addmm exactly;
-            # the sum over factors is one (rows, f) @ (f, cols) product (cheaper than einsum's path,
-            # backward included) with the factor whose index leads the output order first, then one
-            # permute copy to (out, in)
-            P, Q = (B, A) if swap_out else (A, B)
+            # W built as (in, out): the sum over factors is one (rows, f) @ (f, cols) product (cheaper
+            # than einsum's path, backward included), major factor first in the input order asked for;
+            # the copy to (in, out) then moves blocks of the minor factor's columns, in the forward
+            # and in its backward (building nn.Linear's (out, in) instead transposes everything)
+            P, Q = (B, A) if swap_in else (A, B)
             w = (P.reshape(f, -1).t() @ Q.reshape(f, -1)).view(*P.shape[1:], *Q.shape[1:])
-            w = w.permute(1, 3, 0, 2) if swap_in == swap_out else w.permute(1, 3, 2, 0)
+            w = w.permute(0, 2, 1, 3) if swap_in == swap_out else w.permute(0, 2, 3, 1)
+            w = w.reshape(self.in_features, self.out_features)
             b = bias_t.reshape(-1) if swap_out and bias is not None else bias
-            y = F.linear(x, w.reshape(self.out_features, self.in_features), b)
+            y = x @ w if b is None else torch.addmm(b, x, w)
             return y.view(*lead, self.out_features)
         if path == 'b_first':
             # t[n, j2, f, i1] = sum_i2 B_f[i2, j2] x[n, i1, i2]: a small matrix times each token's
