@@ -172,6 +172,10 @@ def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
             y.backward(g.to(y.dtype))
         return step
 
+    if compile_:
+        # every MLP instance and rebuild switch is one more compiled entry of MLP.forward; past
+        # dynamo's default limit of 8 the rest would silently run eager
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     dense = step_fn(MLP(model_config(base, shapes, None)).to(device), False)
     fns, configs = {}, {}
     for label, *_ in shapes:  # dense runs between each shape's two, so every ratio is of neighbours
