@@ -390,6 +390,15 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def token_nll(logits, targets):
+    """-log softmax(logits)[target] at each position, (..., vocab) -> (...); 0 where the target is -1.
+    Works on any memory layout of logits (the reductions run along the vocabulary whatever its
+    stride, where F.cross_entropy copies a non-contiguous input first; see GPT.head)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 / fp16 in fp32
+    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(targets != -1, torch.logsumexp(logits, -1) - picked, 0.0)
+
+
 class GPT(nn.Module):
 
     def __init__(self, config):
@@ -429,6 +438,15 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx, targets=None):
+        """(logits (B, T, vocab), mean next-token loss or None); targets of -1 are not scored."""
+        logits = self.head(self.hidden_states(idx))
+        loss = None
+        if targets is not None:
+            loss = token_nll(logits, targets).sum() / (targets != -1).sum()
+        return logits, loss
+
+    def hidden_states(self, idx):
+        """The final LayerNorm's output, (B, T, n_embd)."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}")
@@ -436,11 +454,18 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
             x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return self.transformer.ln_f(x)
+
+    def head(self, h):
+        """Logits (B, T, vocab) of hidden states h (B, T, n_embd).
+
+        On CPU they are computed as W @ h^T, (vocab, B*T) in memory, and returned as a (B, T, vocab)
+        view: MKL runs GPT-2's product with its odd 50,257 rows ~1.5x faster that way than h @ W^T
+        (script/progress.md, 2026-11-23); token_nll reads that layout at full speed."""
+        if h.device.type != 'cpu':
+            return self.lm_head(h)
+        B, T, C = h.shape
+        return (self.lm_head.weight @ h.reshape(B * T, C).t()).view(-1, B, T).permute(1, 2, 0)
 
     def mlp_linears(self):
         """(name, module) for the 2 * n_layer MLP matrices."""
@@ -489,8 +514,9 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -self.config.block_size:]
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :] / max(temperature, 1e-8)
+            # only the last position's logits are needed: the vocabulary product for one token
+            logits = self.head(self.hidden_states(idx_cond)[:, -1:])[:, -1]
+            logits = logits / max(temperature, 1e-8)
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float('inf')

@@ -38,9 +38,9 @@ from functools import lru_cache
 from urllib.parse import urlparse
 
 import torch
-from torch.nn import functional as F
 
 from gpt2_tokenizer import get_encoding
+from model import load_model, token_nll
 
 REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 SPLITS = ('test', 'valid')
@@ -215,8 +215,7 @@ def window_nll(model, ids, spans, batch_size=8, device='cpu', progress=False):
     for idx, T in groups:
         x = torch.stack([ids[spans[i][0]:spans[i][1]] for i in idx]).to(device)  # (B, T)
         logits = model(x)[0]  # (B, T, vocab); [0] also takes HF's ModelOutput.logits
-        nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), x[:, 1:].flatten(),
-                              reduction='none').view(len(idx), T - 1)
+        nll = token_nll(logits[:, :-1], x[:, 1:])  # (B, T - 1)
         k = counts[idx].to(device)
         scored = torch.arange(T - 1, device=device) >= (T - 1 - k)[:, None]  # the last k predictions
         sums[idx] = torch.where(scored, nll, 0.0).sum(1).double().cpu()  # where: an unscored inf stays out
@@ -314,7 +313,6 @@ def main():
             label = DATASETS[name]['label'].format(split=args.split)
             texts[name] = (eval_text(name, args.split, args.data_dir), f"{label} from {source}")
 
-    from model import load_model
     if not os.path.exists(os.path.expanduser(args.model)) and not hub_reachable():
         # a hub name while the hub does not answer: fail at once instead of after minutes of retries
         os.environ['HF_HUB_OFFLINE'] = '1'

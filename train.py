@@ -117,10 +117,17 @@ def get_lr(it, c):
     return c.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (c.learning_rate - c.min_lr)
 
 
+def log_softmax(logits):
+    """F.log_softmax over the last dim, also fast on the (vocab, B*T) layout of GPT.head on CPU."""
+    if logits.stride(-1) == 1:
+        return F.log_softmax(logits, dim=-1)
+    return logits - torch.logsumexp(logits, -1, keepdim=True)
+
+
 def kd_kl(student_logits, teacher_logits, temperature):
     """Mean over positions of KL(softmax(teacher/T) || softmax(student/T)); logits (..., vocab)."""
-    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    s = log_softmax(student_logits.float() / temperature)
+    t = log_softmax(teacher_logits.float() / temperature)
     return (t.exp() * (t - s)).sum(-1).mean()
 
 

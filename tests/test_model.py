@@ -3,9 +3,10 @@ import os
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from model import (GPT, GPTConfig, KRON_PATHS, KronLinear, kron_costs, kron_shapes, load_checkpoint,
-                   load_model, save_checkpoint)
+                   load_model, save_checkpoint, token_nll)
 
 # (dim1, dim2, factors) -> paper parameter count for GPT-2 small (REFERENCE.md)
 PAPER_COUNTS = {
@@ -171,6 +172,37 @@ def test_loss_is_mean_next_token_cross_entropy(tiny_hf_dir):
         _, loss = ours(idx[:, :-1], idx[:, 1:])
         ref = hf(idx, labels=idx).loss  # HF shifts the labels itself
     assert loss.item() == pytest.approx(ref.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize('layout', ['contiguous', 'vocab-major'])
+def test_token_nll_equals_cross_entropy(layout):
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11, dtype=torch.float64) * 4
+    if layout == 'vocab-major':  # GPT.head's CPU layout
+        logits = logits.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    logits.requires_grad_(True)
+    targets = torch.randint(0, 11, (3, 7))
+    targets[0, :3] = targets[2, 6] = -1
+    got = token_nll(logits, targets)
+    ref = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), ignore_index=-1, reduction='none')
+    torch.testing.assert_close(got, ref.view(3, 7), rtol=0, atol=1e-12)
+    assert (got[targets == -1] == 0).all()
+    g_got, = torch.autograd.grad(got.sum(), logits)
+    g_ref, = torch.autograd.grad(ref.sum(), logits)
+    torch.testing.assert_close(g_got, g_ref, rtol=0, atol=1e-12)
+
+
+def test_loss_skips_targets_of_minus_one():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=8)).eval()
+    idx, targets = torch.randint(0, 50, (2, 16)), torch.randint(0, 50, (2, 16))
+    targets[:, :10] = -1
+    with torch.no_grad():
+        logits, loss = model(idx, targets)
+        # the GPU branch of GPT.head (nn.Linear) gives the same logits as the CPU one
+        torch.testing.assert_close(model.lm_head(model.hidden_states(idx)), logits)
+    ref = F.cross_entropy(logits[:, 10:].reshape(-1, 50), targets[:, 10:].reshape(-1))
+    torch.testing.assert_close(loss, ref)
 
 
 # ---------------------------------------------------------------- checkpoints

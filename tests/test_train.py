@@ -179,6 +179,9 @@ def test_distillation_loss():
     assert got > 0 and torch.allclose(got, direct, atol=1e-6)
     assert torch.allclose(got, F.kl_div(F.log_softmax(student / T, -1).view(10, 11), p_t.view(10, 11),
                                         reduction='batchmean'), atol=1e-6)
+    # GPT.head's CPU layout, (vocab, B*T) in memory, takes the other log-softmax branch
+    vocab_major = student.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    assert vocab_major.stride(-1) != 1 and torch.allclose(train.kd_kl(vocab_major, teacher, T), direct, atol=1e-6)
     lm = torch.tensor(3.0)
     assert torch.allclose(train.distill_loss(lm, student, teacher, 0.25, T), 0.75 * lm + 0.25 * T * T * direct)
 
