@@ -17,10 +17,11 @@ Tables:
   memory peak memory of a training step and of evaluation (CPU: peak RSS of a fresh process per
          model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
 
-Timings are medians over --repeats rounds; every round runs each variant once in turn, after one
-warm-up each, and a ratio is the median over rounds of the ratio of two runs made back to back
-(in the MLP table the dense MLP runs next to each shape), so load from other processes falls on
-both sides alike: compare the ratios, not the absolute times. The JSON keeps every round. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
+Timings are medians over --repeats rounds; every round runs each variant once in turn (in reverse
+order every other round), after one warm-up each, and a ratio is the median over rounds of the ratio
+of two runs made back to back (in the MLP table the dense MLP runs next to each shape), so load from
+other processes falls on both sides alike: compare the ratios, not the absolute times. The JSON
+keeps every round. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
 PyTorch's CUDA caching allocator does and as its CPU tuning guide recommends (jemalloc/tcmalloc);
 otherwise page faults on every large fresh tensor dominate the memory-bound ops.
 --system-malloc measures with glibc's defaults instead.
@@ -124,12 +125,14 @@ def sync(device):
 
 
 def interleaved(fns, repeats, device):
-    """{name: [seconds per round]}: one warm-up of each, then every round runs each fn once in turn."""
+    """{name: [seconds per round]}: one warm-up of each, then every round runs each fn once in turn,
+    in reverse order every other round, so no variant always follows the same one."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for r in range(repeats):
+        for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:
+            fn = fns[k]
             sync(device)
             t0 = time.perf_counter()
             fn()
@@ -363,7 +366,7 @@ def parse_args(argv=None):
     p.add_argument('--tables', default='mlp,train,eval,memory',
                    help='comma-separated subset of mlp,train,eval,memory')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
-    p.add_argument('--repeats', type=int, default=None, help='timed rounds (default 7 mlp, 5 train and eval)')
+    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 7 mlp, 5 train, 9 eval)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
@@ -434,11 +437,11 @@ def main(argv=None):
                 f"{r['vs_dense']:.2f}x", '-' if r['vs_rebuild'] is None else f"{r['vs_rebuild']:.2f}x"]
                for r in rows])
     if 'eval' in args.tables:
-        rows = bench_eval(models, base, args.prompt, args.new_tokens, rep(5), device, dtype)
+        rows = bench_eval(models, base, args.prompt, args.new_tokens, rep(9), device, dtype)
         results['eval'] = rows
         table(f"evaluation forward (1 x {base['block_size']} tokens, loss) and generation "
               f"({args.prompt}-token prompt, {args.new_tokens} new tokens, no KV cache), "
-              f"median of {rep(5)} interleaved rounds",
+              f"median of {rep(9)} interleaved rounds",
               ['model', 'params', 'eval tokens/s', 'eval vs dense', 'generate tokens/s', 'generate vs dense'],
               [[r['model'], f"{r['params']:,}", f"{r['eval_tokens_per_s']:,.0f}", f"{r['eval_vs_dense']:.2f}x",
                 f"{r['gen_tokens_per_s']:,.1f}", f"{r['gen_vs_dense']:.2f}x"] for r in rows])
