@@ -187,8 +187,9 @@ def test_token_nll_equals_cross_entropy(layout):
     ref = F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1), ignore_index=-1, reduction='none')
     torch.testing.assert_close(got, ref.view(3, 7), rtol=0, atol=1e-12)
     assert (got[targets == -1] == 0).all()
-    g_got, = torch.autograd.grad(got.sum(), logits)
-    g_ref, = torch.autograd.grad(ref.sum(), logits)
+    w = torch.rand(3, 7, dtype=torch.float64)  # an upstream gradient other than ones
+    g_got, = torch.autograd.grad((got * w).sum(), logits)
+    g_ref, = torch.autograd.grad((ref.view(3, 7) * w).sum(), logits)
     torch.testing.assert_close(g_got, g_ref, rtol=0, atol=1e-12)
 
 
