@@ -366,7 +366,7 @@ def parse_args(argv=None):
     p.add_argument('--tables', default='mlp,train,eval,memory',
                    help='comma-separated subset of mlp,train,eval,memory')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
-    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 7 mlp, 5 train, 9 eval)")
+    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 7 mlp and train, 9 eval)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
@@ -428,10 +428,10 @@ def main(argv=None):
     if 'train' in args.tables or 'eval' in args.tables:
         models = build_models(base, shapes, device)
     if 'train' in args.tables:
-        rows = bench_train(models, base, args.batch, args.seq, rep(5), device, dtype)
+        rows = bench_train(models, base, args.batch, args.seq, rep(7), device, dtype)
         results['train'] = rows
         table(f"training step (forward, backward, AdamW), batch {args.batch} x {args.seq} tokens, "
-              f"median of {rep(5)} interleaved rounds",
+              f"median of {rep(7)} interleaved rounds",
               ['model', 'params', 'step s', 'tokens/s', 'vs dense', 'vs rebuild-every-step'],
               [[r['model'], f"{r['params']:,}", f"{r['step_s']:.3f}", f"{r['tokens_per_s']:,.0f}",
                 f"{r['vs_dense']:.2f}x", '-' if r['vs_rebuild'] is None else f"{r['vs_rebuild']:.2f}x"]
