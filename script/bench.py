@@ -366,7 +366,7 @@ def parse_args(argv=None):
     p.add_argument('--tables', default='mlp,train,eval,memory',
                    help='comma-separated subset of mlp,train,eval,memory')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
-    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 7 mlp and train, 9 eval)")
+    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 11 mlp, 7 train, 9 eval)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
@@ -414,10 +414,10 @@ def main(argv=None):
     rep = lambda default: args.repeats or default  # noqa: E731
 
     if 'mlp' in args.tables:
-        rows = bench_mlp(base, shapes, args.mlp_tokens, rep(7), device, dtype, args.compile)
+        rows = bench_mlp(base, shapes, args.mlp_tokens, rep(11), device, dtype, args.compile)
         results['mlp'] = rows
         table(f"MLP (c_fc, GELU, c_proj, biases) forward + backward on {args.mlp_tokens} tokens, "
-              f"median of {rep(7)} interleaved rounds{', torch.compile' if args.compile else ''}",
+              f"median of {rep(11)} interleaved rounds{', torch.compile' if args.compile else ''}",
               ['model', 'dims', 'params', 'MACs vs dense', 'path c_fc/c_proj', 'dense ms', 'rebuild ms',
                'factored ms', 'factored / dense', 'rebuild / factored'],
               [[r['shape'], f"`{r['cli']}`", f"{r['params']:,}", f"{r['mac_ratio']:.2f}", r['path'],
