@@ -1,7 +1,7 @@
 """
 Speed, memory and checkpoint size of Krony-PT models against dense GPT-2, measured side by side.
 
-    python script/bench.py                          # CPU, fp32, GPT-2 small shapes (~10 min on 2 cores)
+    python script/bench.py                          # CPU, fp32, GPT-2 small shapes (~11 min on 2 cores)
     python script/bench.py --device cuda --dtype bf16
     python script/bench.py --tables mlp,train       # a subset of the tables
     python script/bench.py --quick                  # tiny stand-in shapes, seconds (tests/test_bench.py)
