@@ -32,7 +32,8 @@ from dataclasses import asdict, replace
 
 import torch
 
-from model import GPT, GPTConfig, load_model, save_checkpoint
+from checkpoint import load_model, save_checkpoint
+from model import GPT, convert_mlps, with_mlp
 
 
 def svd_factors(W, rank):
@@ -42,34 +43,21 @@ def svd_factors(W, rank):
     return Uf[:, :rank] * root, root[:, None] * Vh[:rank]
 
 
-def mlp_matrix_keys(model):
-    """State-dict keys of the MLP matrices' weights (factors, scalars, active rank), biases excluded."""
-    names = [name for name, _ in model.mlp_linears()]
-    return {k for k in model.state_dict() if any(k.startswith(n + '.') for n in names) and not k.endswith('.bias')}
-
-
 def lowrank_model(model, rank):
     """(low-rank GPT, per-matrix relative Frobenius errors) from any GPT of this project."""
     c = model.config
     limit = min(c.n_embd, c.mlp_width)
     if not 1 <= rank <= limit:
         raise ValueError(f"rank {rank} must be between 1 and min(n_embd, 4*n_embd) = {limit}")
-    defaults = GPTConfig()
-    config = replace(c, mlp='lowrank', lowrank_rank=rank, kron_dim1=defaults.kron_dim1,
-                     kron_dim2=defaults.kron_dim2, kron_factors=defaults.kron_factors,
-                     kron_scalers=defaults.kron_scalers)
-    new = GPT(config)
-    skip = mlp_matrix_keys(model)
-    sd = {k: v for k, v in model.state_dict().items() if k not in skip}
     errors = []
-    for name, lin in model.mlp_linears():
+
+    def factors(name, lin, new_lin):
         W = lin.dense_weight().detach().double()  # (in, out)
         U, V = svd_factors(W, rank)
         errors.append((name, ((W - U @ V).norm() / W.norm()).item()))
-        sd[f'{name}.U'], sd[f'{name}.V'] = U.float(), V.float()
-        sd[f'{name}.active_rank'] = torch.tensor(rank)
-    new.load_state_dict(sd, strict=True)
-    return new, errors
+        return {'U': U, 'V': V, 'active_rank': torch.tensor(rank)}
+
+    return convert_mlps(model, with_mlp(c, 'lowrank', lowrank_rank=rank), factors), errors
 
 
 def default_layers(n_layer):

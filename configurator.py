@@ -1,16 +1,22 @@
 """
 Config for train.py: defaults, then config files (plain python assignments), then --key=value.
 
-    python train.py config/demo_teacher.py --max_iters=100 --compile=False
+    python train.py config/krony_81m_vl.py --max_iters=100 --compile=False
+    python train.py config/paper_recipe.py config/my_model.py     # files are read in order
 
 Every key must already have a default; a value must have the default's type (an int is
 accepted where a float is expected). Anything else is an error that names the key and the type,
-so a typo never silently trains with the default.
+so a typo never silently trains with the default. A config file may start from another one with
+include('paper_recipe.py') (a path relative to the including file); its assignments come first
+and the lines after the include override them.
 """
 
 import ast
 import difflib
+import io
 import os
+import tokenize
+import traceback
 
 
 def check_value(key, value, defaults, origin):
@@ -40,6 +46,38 @@ def parse_override(arg):
     return key, value
 
 
+def read_config_file(path, namespace, seen=()):
+    """Run a config file's assignments into namespace; include('other.py') runs another first."""
+    if path in seen:
+        raise ValueError(f"config file {path} includes itself (through {' -> '.join(seen)})")
+    try:
+        with open(path, encoding='utf-8') as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {path} cannot be read ({type(e).__name__})") from None
+
+    def include(name):
+        other = os.path.join(os.path.dirname(path), name)
+        if not os.path.isfile(other):
+            raise ValueError(f"config file {path}: include({name!r}) names no file ({other})")
+        read_config_file(other, namespace, (*seen, path))
+
+    try:
+        code = compile(source, path, 'exec')
+    except SyntaxError as e:
+        raise ValueError(f"config file {path}, line {e.lineno}: {e.msg}") from None
+    namespace['include'] = include
+    try:
+        exec(code, {}, namespace)
+    except ValueError:
+        raise
+    except Exception as e:
+        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == path), '?')
+        raise ValueError(f"config file {path}, line {line}: {type(e).__name__}: {e}") from None
+    finally:
+        namespace.pop('include', None)
+
+
 def load_config(defaults, argv):
     """A new dict: defaults updated by the config files and overrides in argv, in order."""
     config = dict(defaults)
@@ -53,9 +91,35 @@ def load_config(defaults, argv):
                 raise ValueError(f"cannot parse argument {arg!r}: expected a config file or --key=value")
             raise ValueError(f"config file {arg} does not exist")
         namespace = {}
-        with open(arg) as f:
-            exec(compile(f.read(), arg, 'exec'), {}, namespace)
+        read_config_file(arg, namespace)
         for key, value in namespace.items():
             if not key.startswith('_'):
                 config[key] = check_value(key, value, defaults, arg)
     return config
+
+
+def key_comments(path):
+    """{name: comment} for the lines `name = value  # comment` or `name: type = value  # comment`
+    of a python file (the default config of train.py, the fields of GPTConfig)."""
+    with open(path, encoding='utf-8') as f:
+        tokens = list(tokenize.generate_tokens(io.StringIO(f.read()).readline))
+    out, line_start = {}, True
+    for i, tok in enumerate(tokens):
+        if line_start and tok.type == tokenize.NAME and i + 1 < len(tokens) and tokens[i + 1].string in ('=', ':'):
+            comment = next((t.string for t in tokens[i:] if t.start[0] == tok.start[0] and t.type == tokenize.COMMENT), '')
+            out.setdefault(tok.string, comment.lstrip('#').strip())
+        line_start = tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT)
+    return out
+
+
+def usage(doc, defaults, sources):
+    """The --help text: the script's docstring, then every key with its default and its comment."""
+    comments = {}
+    for path in sources:
+        for key, text in key_comments(path).items():
+            comments.setdefault(key, text)
+    width = max(len(f"{k} = {v!r}") for k, v in defaults.items())
+    lines = [doc.strip(), '', 'keys (set in a config file or as --key=value), with their defaults:']
+    for key, value in defaults.items():
+        lines.append(f"  {f'{key} = {value!r}':<{width}}  {comments.get(key, '')}".rstrip())
+    return '\n'.join(lines)

@@ -39,7 +39,7 @@ give the same values up to rounding.
 
 import torch
 
-from model import LowRankLinear
+from factored import LowRankLinear
 
 
 def lowrank_layers(model):

@@ -24,12 +24,13 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import torch
 
-from krony_to_gpt import copy_parameters
-from model import GPT, kron_shapes, load_model, save_checkpoint
+from checkpoint import load_model, save_checkpoint
+from factored import kron_rank_bound, kron_shapes
+from model import convert_mlps, with_mlp
 
 INITS = ('vl', 'prune', 'random')
 
@@ -49,7 +50,7 @@ def factor_shapes(W, a_shape, n_factors):
     if m1 <= 0 or n1 <= 0 or M % m1 or N % n1:
         raise ValueError(f"first factor {tuple(a_shape)} does not tile a {M}x{N} matrix")
     m2, n2 = M // m1, N // n1
-    bound = min(m1 * n1, m2 * n2)
+    bound = kron_rank_bound(m1, n1, m2, n2)
     if not 1 <= n_factors <= bound:
         raise ValueError(f"{n_factors} factors: must be between 1 and {bound}, the rank bound for "
                          f"factors {(m1, n1)} and {(m2, n2)}")
@@ -123,8 +124,8 @@ def kron_config(config, dim1, dim2, n_factors, init='vl', scalers=False):
                          f"directory or dense checkpoint), e.g. one exported with krony_to_gpt.py")
     if init not in INITS:
         raise ValueError(f"init {init!r} is not one of {', '.join(INITS)}")
-    kron = replace(config, mlp='kron', kron_dim1=dim1, kron_dim2=dim2, kron_factors=n_factors,
-                   kron_scalers=scalers)  # __post_init__ checks the divisors and the rank bound
+    kron = with_mlp(config, 'kron', kron_dim1=dim1, kron_dim2=dim2, kron_factors=n_factors,
+                    kron_scalers=scalers)  # __post_init__ checks the divisors and the rank bound
     if init == 'prune':
         (_, b_fc), _ = kron_shapes(kron)
         if b_fc != (2, 1) or n_factors != 1:
@@ -147,13 +148,10 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
     ||W_hat|| / ||W||, alpha, and rel_err_final of the matrix actually stored (alpha * W_hat)."""
     config = kron_config(dense_model.config, dim1, dim2, n_factors, init, scalers)
     normalize = normalize and init != 'random'
-    with torch.device('meta'):  # every parameter is assigned below: skip the random init (seconds for GPT-2)
-        model = GPT(config)
-    dtype = dense_model.transformer.wte.weight.dtype
     gen = torch.Generator().manual_seed(seed)
-    sd = copy_parameters(dense_model, skip=[f'{name}.weight' for name, _ in dense_model.mlp_linears()])
     stats = []
-    for (name, dense_lin), (_, lin) in zip(dense_model.mlp_linears(), model.mlp_linears()):
+
+    def factors(name, dense_lin, lin):
         W = dense_lin.dense_weight().detach()  # (in, out)
         a_shape = tuple(lin.A.shape[1:])
         if init == 'vl':
@@ -165,15 +163,11 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
             B = torch.randn(lin.B.shape, generator=gen, dtype=torch.float64) * 0.02
         stat = fit_stats(W, A, B, normalize)
         stats.append(dict(layer=name, **stat))
-        alpha = stat['alpha']
         if scalers:
-            sd[f'{name}.scale'] = torch.full((n_factors,), alpha, dtype=dtype)
-        else:
-            A = alpha * A
-        sd[f'{name}.A'], sd[f'{name}.B'] = A.to(dtype).contiguous(), B.to(dtype).contiguous()
-    sd = {k: v if isinstance(v, torch.nn.Parameter) else torch.nn.Parameter(v) for k, v in sd.items()}
-    model.load_state_dict(sd, assign=True)  # strict: every parameter of the Kronecker model is set
-    assert not any(t.is_meta for t in model.buffers()), "GPT gained a buffer that decompose_model must fill"
+            return {'A': A, 'B': B, 'scale': torch.full((n_factors,), stat['alpha'], dtype=torch.float64)}
+        return {'A': stat['alpha'] * A, 'B': B}
+
+    model = convert_mlps(dense_model, config, factors)
     return model, stats
 
 
@@ -207,11 +201,8 @@ def main(argv=None):
     normalize = args.normalize and args.init != 'random'
     out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
 
-    if args.source.startswith(('/', './', '../', '~')) and not os.path.exists(os.path.expanduser(args.source)):
-        raise ValueError(f"--from {args.source} does not exist (give a hub name, an HF directory or a checkpoint)")
-
     t0 = time.time()
-    dense, _ = load_model(os.path.expanduser(args.source))
+    dense, _ = load_model(args.source)
     dense.eval()
     config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
     fc, proj = kron_shapes(config)

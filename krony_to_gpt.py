@@ -17,55 +17,28 @@ never leaves it half-written.
 import argparse
 import copy
 import os
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import replace
 
 import torch
 
-from model import GPT, load_model
-
-CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
-
-
-def copy_parameters(model, skip=()):
-    """{name: new Parameter} for every parameter whose name does not start with a prefix in skip;
-    one Parameter shared by several names (GPT-2's tied wte / lm_head) stays one new Parameter."""
-    new, out = {}, {}
-    for k, v in model.state_dict(keep_vars=True).items():
-        if not k.startswith(tuple(skip)):
-            if id(v) not in new:
-                new[id(v)] = torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad)
-            out[k] = new[id(v)]
-    return out
+from checkpoint import load_model
+from factored import KINDS
+from files import atomic_dir, check_destination
+from model import HF_CONV1D, convert_mlps, with_mlp
 
 
 def to_dense_gpt(model):
     """A dense GPT (mlp='dense') computing the same function: every MLP matrix folded to (out, in)."""
-    c = model.config
-    config = replace(c, mlp='dense', kron_dim1=0, kron_dim2=0, kron_factors=1, kron_scalers=False,
-                     lowrank_rank=0)
-    with torch.device('meta'):  # every parameter is assigned below
-        dense = GPT(config)
-    dtype = model.transformer.wte.weight.dtype
-    sd = copy_parameters(model, skip=[f'{name}.' for name, _ in model.mlp_linears()])
-    with torch.no_grad():
-        for name, lin in model.mlp_linears():
-            # fold in float64: the sum of F products is rounded once, to the model's dtype
-            W = copy.deepcopy(lin).double().dense_weight()  # (in, out)
-            sd[f'{name}.weight'] = torch.nn.Parameter(W.t().to(dtype).contiguous())
-            if lin.bias is not None:
-                sd[f'{name}.bias'] = torch.nn.Parameter(lin.bias.detach().clone())
-    dense.load_state_dict(sd, assign=True)  # strict: the folded model is complete
-    assert not any(t.is_meta for t in dense.buffers()), "GPT gained a buffer that to_dense_gpt must fill"
-    return dense.train(model.training)
+    def fold(name, lin, dense_lin):
+        # fold in float64: the sum of F products is rounded once, to the model's dtype
+        return {'weight': copy.deepcopy(lin).double().dense_weight().t()}
+    return convert_mlps(model, with_mlp(model.config, 'dense'), fold)
 
 
 def hf_config(config):
     from transformers import GPT2Config
-    from gpt2_tokenizer import EOT
+    from tokenizer import EOT
     eot = EOT if config.vocab_size > EOT else None  # tiny test vocabularies have no <|endoftext|>
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
                       n_layer=config.n_layer, n_head=config.n_head, n_inner=None,
@@ -91,7 +64,7 @@ def to_hf(model):
     new = {}
     for k, v in hf.state_dict().items():
         if k in sd:
-            new[k] = sd[k].t() if k.endswith(CONV1D) else sd[k]  # HF Conv1D stores (in, out)
+            new[k] = sd[k].t() if k.endswith(HF_CONV1D) else sd[k]
         elif k.endswith('.bias') and not model.config.bias:
             new[k] = torch.zeros_like(v)  # bias=False is the same function as a zero bias
         else:
@@ -100,44 +73,13 @@ def to_hf(model):
     return hf.eval()
 
 
-def check_out_dir(out_dir, force):
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
-            raise ValueError(f"{out_dir} exists and is not a directory")
-        if os.listdir(out_dir) and not force:
-            raise ValueError(f"{out_dir} is not empty; pass --force to replace it")
-
-
 def export(model, out_dir, force=False):
     """Write the HF GPT-2 directory for `model` (weights, config, tokenizer) to out_dir."""
-    from gpt2_tokenizer import hf_tokenizer
-    check_out_dir(out_dir, force)
+    from tokenizer import gpt2_hf_tokenizer
     hf = to_hf(model)
-    out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp', dir=parent)
-    old = None
-    try:
+    with atomic_dir(out_dir, force) as tmp:
         hf.save_pretrained(tmp)
-        hf_tokenizer().save_pretrained(tmp)
-        # mkdtemp (and the safetensors writer) create owner-only files; give the usual permissions
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        for f in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, f), 0o666 & ~umask)
-        if os.path.exists(out_dir):
-            old = tmp + '.old'
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        if old is not None and not os.path.exists(out_dir):
-            os.rename(old, out_dir)  # put the previous directory back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
+        gpt2_hf_tokenizer().save_pretrained(tmp)
     return hf
 
 
@@ -150,15 +92,13 @@ def main(argv=None):
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint} does not exist (a .pt file written by "
                          f"kron_decompose.py or train.py)")
-    check_out_dir(args.out_dir, args.force)
+    check_destination(args.out_dir, args.force, kind='dir')
 
     t0 = time.time()
     model, _ = load_model(args.checkpoint)
     check_representable(model.config)
     c = model.config
-    kind = {'kron': f"kron {c.kron_dim1} {c.kron_dim2} {c.kron_factors}{' + scalers' if c.kron_scalers else ''}",
-            'lowrank': f"low-rank {c.lowrank_rank or 'max'}", 'dense': 'dense'}[c.mlp]
-    print(f"{args.checkpoint}: {kind} MLP, {c.n_layer} layers, n_embd {c.n_embd}, "
+    print(f"{args.checkpoint}: {KINDS[c.mlp].describe(c)} MLP, {c.n_layer} layers, n_embd {c.n_embd}, "
           f"{model.num_params('paper'):,} parameters (paper count)")
     hf = export(model, args.out_dir, args.force)
     n_hf = sum(p.numel() for p in hf.parameters())

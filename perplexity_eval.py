@@ -29,20 +29,17 @@ import importlib.util
 import json
 import math
 import os
-import re
-import socket
 import sys
-import threading
 import time
-from functools import lru_cache
-from urllib.parse import urlparse
 
 import torch
 
-from gpt2_tokenizer import get_encoding
-from model import load_model, token_nll
+from checkpoint import hub_reachable, load_model, model_source
+from files import atomic_write, check_destination
+from tokenizer import get_encoding
+from logits import token_nll
 
-REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'texts')
 SPLITS = ('test', 'valid')
 
 # name -> what it is, where the hub keeps it, and the original files (relative to a data folder);
@@ -69,34 +66,6 @@ PROTOCOLS = {'window': 'window-mean', 'token': 'token-mean'}
 
 # -----------------------------------------------------------------------------
 # data
-
-def _env_true(name):
-    return os.environ.get(name, '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
-
-
-@lru_cache(maxsize=1)
-def hub_reachable(timeout=2.0):
-    """True when no offline flag is set and the hub's host accepts a TCP connection within `timeout`
-    seconds. The probe runs in a thread because a stalled DNS lookup ignores socket timeouts;
-    without it, load_dataset and from_pretrained retry for minutes on a machine offline."""
-    if _env_true('HF_DATASETS_OFFLINE') or _env_true('HF_HUB_OFFLINE'):
-        return False
-    url = urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
-    host, port = url.hostname, url.port or (443 if url.scheme == 'https' else 80)
-    ok = []
-
-    def connect():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            ok.append(True)
-        except OSError:
-            pass
-
-    t = threading.Thread(target=connect, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(ok)
-
 
 def _check_name(name, split):
     if name not in DATASETS:
@@ -251,23 +220,8 @@ def describe(res, what):
 # -----------------------------------------------------------------------------
 # command line
 
-def _looks_like_path(spec):
-    # hub names are 'name' or 'org/name'; anything else with a separator is meant as a local path
-    return spec.startswith(('/', '.', '~')) or not re.fullmatch(r'[\w.-]+(/[\w.-]+)?', spec)
-
-
 def write_json(obj, path):
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, 'w') as f:
-            json.dump(obj, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + '\n'), mode='w')
 
 
 def main():
@@ -300,9 +254,9 @@ def main():
         raise ValueError("--device cuda: this torch has no CUDA device; use --device cpu")
     if args.text_file and args.dataset:
         raise ValueError("give either a dataset or --text_file, not both")
-    if _looks_like_path(args.model) and not os.path.exists(os.path.expanduser(args.model)):
-        raise ValueError(f"model {args.model} does not exist (a checkpoint file, a save_pretrained "
-                         f"directory or a hub name such as gpt2)")
+    model_source(args.model)  # a missing path or an unreachable hub name fails here, not after the data
+    if args.json:
+        check_destination(args.json)
 
     texts = {}  # column name -> (text, description of the data)
     if args.text_file:
@@ -313,10 +267,7 @@ def main():
             label = DATASETS[name]['label'].format(split=args.split)
             texts[name] = (eval_text(name, args.split, args.data_dir), f"{label} from {source}")
 
-    if not os.path.exists(os.path.expanduser(args.model)) and not hub_reachable():
-        # a hub name while the hub does not answer: fail at once instead of after minutes of retries
-        os.environ['HF_HUB_OFFLINE'] = '1'
-    model, _ = load_model(os.path.expanduser(args.model))
+    model, _ = load_model(args.model)
     model.to(device).eval()
     block = model.config.block_size
     max_length = args.max_length or block

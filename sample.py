@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from model import load_model
+from checkpoint import load_model
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,7 +34,7 @@ def codec(meta_path):
                 raise ValueError(f"the prompt has characters outside the model's vocabulary: {missing!r}")
             return [stoi[ch] for ch in s]
         return encode, lambda ids: ''.join(itos[i] for i in ids)
-    from gpt2_tokenizer import get_encoding
+    from tokenizer import get_encoding
     enc = get_encoding()
     return (lambda s: enc.encode(s, allowed_special={'<|endoftext|>'})), enc.decode
 

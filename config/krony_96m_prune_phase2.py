@@ -3,24 +3,12 @@
 #   python train.py config/krony_96m_prune.py          (phase one, writes checks/krony_96m_prune/best.pt)
 #   torchrun --standalone --nproc_per_node=8 train.py config/krony_96m_prune_phase2.py
 # other models: --init_from=checks/<model>/best.pt --out_dir=checks/<model>_phase2
+include('paper_recipe.py')
 init_from = 'checks/krony_96m_prune/best.pt'
 out_dir = 'checks/krony_96m_prune_phase2'
-
-dataset = 'openwebtext'
 batch_size = 32
 gradient_accumulation_steps = 10  # 32 x 10 x 1024 = 327,680 tokens per step
-block_size = 1024
-
 learning_rate = 6e-6
 decay_lr = False
 max_iters = 27588                 # one epoch of ~9.04B tokens
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
-
 eval_interval = 500
-eval_iters = 200
-eval_ppl = ['wiki103']
-log_interval = 10
-compile = True

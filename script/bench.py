@@ -34,7 +34,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +41,13 @@ from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
-import torch.nn as nn
 from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from model import GPT, GPTConfig, KronLinear, MLP, kron_costs, kron_shapes, save_checkpoint  # noqa: E402
+from checkpoint import save_checkpoint  # noqa: E402
+from factored import KronLinear, MatrixKind, kron_costs, kron_shapes  # noqa: E402
+from model import GPT, GPTConfig, MLP  # noqa: E402
 
 # (label, dim_1, dim_2, factors): the Krony-PT models of REFERENCE.md on GPT-2 small
 SHAPES = [('81M', 768, 768, 1), ('96M', 384, 3072, 1), ('80M-2', 256, 1024, 2),
@@ -61,7 +61,7 @@ QUICK = dict(n_layer=2, n_head=4, n_embd=48, block_size=64, vocab_size=256)
 MODELS = [('dense', None, False), ('81M', '81M', False), ('81M rebuild', '81M', True), ('96M', '96M', False)]
 
 
-class RebuildKron(nn.Module):
+class RebuildKron(MatrixKind):
     """The paper's way: the dense W = sum_f s_f kron(A_f, B_f) rebuilt in every forward, then one
     dense product (bias fused, as in nn.Linear, so the baseline is as fast as it can be)."""
 
@@ -86,6 +86,12 @@ def set_rebuild(module, on):
                     setattr(m, name, RebuildKron(lin))
                 elif not on and isinstance(lin, RebuildKron):
                     setattr(m, name, lin.kron)
+
+
+def kron_paths(mlp, n_tokens):
+    """'c_fc path/c_proj path' that a Kronecker MLP's forward takes for n_tokens rows."""
+    fc_args, proj_args = mlp.c_fc.pair_layout(mlp.c_proj, n_tokens)
+    return f"{mlp.c_fc.path(n_tokens, **fc_args)}/{mlp.c_proj.path(n_tokens, **proj_args)}"
 
 
 def keep_freed_memory():
@@ -197,7 +203,7 @@ def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
         rows.append(dict(
             shape=label, cli=f"{d1} {d2} {f}", params=paper_params(cfg),
             mac_ratio=mac_ratio(cfg, n_tokens),
-            path='/'.join(mlp.kron_paths(n_tokens)),
+            path=kron_paths(mlp, n_tokens),
             dense_ms=1e3 * med[label, 'dense'], rebuild_ms=1e3 * med[label, 'rebuild'],
             factored_ms=1e3 * med[label, 'factored'],
             factored_vs_dense=ratio(t, (label, 'factored'), (label, 'dense')),

@@ -83,7 +83,7 @@ def inrank_schedule(student_iters):
 def test_slice(n_chars, path):
     """The first rows of WikiText-103's test split, whole rows up to n_chars, joined as the protocol joins them."""
     rows = []
-    with open(os.path.join(ROOT, 'data', 'wikitext-103-v1', 'wiki.test.tokens'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens'), encoding='utf-8') as f:
         for row in f:
             rows.append(row if row.strip() else '')
             if sum(map(len, rows)) >= n_chars:
@@ -174,9 +174,8 @@ def run_inrank(run, s, out, ckpt_dir):
 def mlp_matrix_params(path):
     """Parameters of a checkpoint's MLP weight matrices (factors, scalars; biases excluded)."""
     sys.path.insert(0, ROOT)
-    from model import load_model
-    model, _ = load_model(path)
-    return sum(p.numel() for _, lin in model.mlp_linears() for n, p in lin.named_parameters() if n != 'bias')
+    from checkpoint import load_model
+    return load_model(path)[0].mlp_params()
 
 
 def markdown(rows, s, command, minutes):

@@ -20,7 +20,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_TEXT = os.path.join(ROOT, 'data', 'wikitext-103-v1', 'wiki.test.tokens')
+TEST_TEXT = os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens')
 
 # per setting: train.py overrides shared by teacher and student, and the evaluation text
 # (characters of the test split; 0 = all of it, as perplexity_eval.py's wiki103)

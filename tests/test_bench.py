@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from model import GPT, GPTConfig, kron_costs
+from factored import kron_costs
+from model import GPT, GPTConfig
 
 BENCH = os.path.join(ROOT, 'script', 'bench.py')
 sys.path.insert(0, os.path.join(ROOT, 'script'))

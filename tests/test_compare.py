@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from model import GPT, GPTConfig, load_checkpoint
+from checkpoint import load_checkpoint
+from model import GPT, GPTConfig
 
 sys.path.insert(0, os.path.join(ROOT, 'script'))
 import compare  # noqa: E402
@@ -32,7 +33,7 @@ def test_matched_rank_has_the_parameters_of_the_81m_like_kronecker(n_embd):
 def test_test_slice_is_whole_rows_of_the_test_split(tmp_path):
     path = tmp_path / 'slice.txt'
     compare.test_slice(5000, path)
-    with open(os.path.join(ROOT, 'data', 'wikitext-103-v1', 'wiki.test.tokens'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens'), encoding='utf-8') as f:
         rows = [r if r.strip() else '' for r in f]
     text = path.read_text(encoding='utf-8')
     n = next(n for n in range(1, len(rows)) if '\n\n'.join(rows[:n]) == text)

@@ -13,7 +13,8 @@ from transformers import GPT2LMHeadModel
 import compress
 import inrank
 from conftest import ROOT, make_tiny_hf
-from model import GPT, GPTConfig, load_checkpoint, load_model, model_from_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, load_model, model_from_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
 
 
 def run(*args):

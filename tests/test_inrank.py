@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import inrank
-from model import GPT, GPTConfig, LowRankLinear
+from factored import LowRankLinear
+from model import GPT, GPTConfig
 
 
 def test_singular_values_equal_full_svd_of_the_active_product():

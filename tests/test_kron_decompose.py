@@ -9,7 +9,8 @@ import torch
 
 from kron_decompose import decompose_model, default_out, fit_stats, kron_config, nearest_kron, prune_init, rearrange
 from krony_to_gpt import to_dense_gpt
-from model import GPT, GPTConfig, load_model, save_checkpoint
+from checkpoint import load_model, save_checkpoint
+from model import GPT, GPTConfig
 from cli_runs import CliRuns, assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

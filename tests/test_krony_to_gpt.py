@@ -6,10 +6,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-import gpt2_tokenizer
-from gpt2_tokenizer import get_encoding
+import tokenizer
+from tokenizer import get_encoding
 from krony_to_gpt import export, to_dense_gpt, to_hf
-from model import GPT, GPTConfig, load_model, save_checkpoint
+from checkpoint import load_model, save_checkpoint
+from model import GPT, GPTConfig
 from cli_runs import CliRuns, assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +101,7 @@ def test_checkpoint_export_loads_with_auto_classes(kind, tmp_path):
 def test_export_failure_leaves_nothing(tmp_path, monkeypatch):
     def broken():
         raise ValueError('tokenizer files missing')
-    monkeypatch.setattr(gpt2_tokenizer, 'hf_tokenizer', broken)
+    monkeypatch.setattr(tokenizer, 'gpt2_hf_tokenizer', broken)
     with pytest.raises(ValueError, match='tokenizer files missing'):
         export(tiny('kron'), tmp_path / 'new')
     assert os.listdir(tmp_path) == []

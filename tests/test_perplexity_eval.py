@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import perplexity_eval as pe
-from model import GPT, GPTConfig, load_model, model_from_checkpoint, save_checkpoint
+from checkpoint import load_model, model_from_checkpoint, save_checkpoint
+from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -221,7 +222,7 @@ def small_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('data')
     for rel in ('wikitext-103-v1/wiki.test.tokens', 'wikitext-2-v1/wiki.test.tokens',
                 'lambada/lambada_test_plain_text.txt', 'lambada/lambada_test.jsonl'):
-        with open(os.path.join(ROOT, 'data', rel), encoding='utf-8') as f:
+        with open(os.path.join(ROOT, 'data', 'texts', rel), encoding='utf-8') as f:
             lines = f.readlines()
         keep = []
         while sum(map(len, keep)) < 600:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from gpt2_tokenizer import EOT, get_encoding
+from tokenizer import EOT, get_encoding
 
 
 def run(*args, cwd=ROOT):
@@ -53,34 +53,37 @@ def test_openwebtext_missing_file(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+TEXTS = os.path.join(ROOT, 'data', 'texts')
+
+
 @pytest.mark.parametrize('folder', ['shakespeare', 'wikitext103_valid'])
-def test_bpe_corpora_round_trip(folder):
-    res = run(f'data/{folder}/prepare.py')
+def test_bpe_corpora_round_trip(folder, tmp_path):
+    res = run(f'data/{folder}/prepare.py', '--out_dir', str(tmp_path))
     assert res.returncode == 0, res.stderr
     if folder == 'shakespeare':
-        with open(os.path.join(ROOT, 'data', 'shakespeare', 'input.txt'), encoding='utf-8') as f:
+        with open(os.path.join(TEXTS, 'tinyshakespeare', 'input.txt'), encoding='utf-8') as f:
             text = f.read()
     else:  # the rows joined as perplexity_eval.py joins the test split
-        with open(os.path.join(ROOT, 'data', 'wikitext-103-v1', 'wiki.valid.tokens'), encoding='utf-8') as f:
+        with open(os.path.join(TEXTS, 'wikitext-103-v1', 'wiki.valid.tokens'), encoding='utf-8') as f:
             text = "\n\n".join(row if row.strip() else '' for row in f)
-    train, val = (tokens(os.path.join(ROOT, 'data', folder, f'{s}.bin')) for s in ('train', 'val'))
+    train, val = (tokens(tmp_path / f'{s}.bin') for s in ('train', 'val'))
     assert get_encoding().decode(train) + get_encoding().decode(val) == text
     assert f"train {len(train):,} tokens, val {len(val):,} tokens" in res.stdout
+    assert sorted(os.listdir(tmp_path)) == ['train.bin', 'val.bin']
 
 
-def test_shakespeare_char_round_trip_and_rerun():
-    folder = os.path.join(ROOT, 'data', 'shakespeare_char')
+def test_shakespeare_char_round_trip_and_rerun(tmp_path):
     first = None
     for _ in range(2):
-        res = run('data/shakespeare_char/prepare.py')
+        res = run('data/shakespeare_char/prepare.py', '--out_dir', str(tmp_path))
         assert res.returncode == 0, res.stderr
-        files = {name: open(os.path.join(folder, name), 'rb').read() for name in ('train.bin', 'val.bin')}
+        files = {name: (tmp_path / name).read_bytes() for name in ('train.bin', 'val.bin')}
         assert first is None or files == first  # a rerun writes the same files
         first = files
-    with open(os.path.join(folder, 'meta.pkl'), 'rb') as f:
+    with open(tmp_path / 'meta.pkl', 'rb') as f:
         meta = pickle.load(f)
-    with open(os.path.join(ROOT, 'data', 'shakespeare', 'input.txt'), encoding='utf-8') as f:
+    with open(os.path.join(TEXTS, 'tinyshakespeare', 'input.txt'), encoding='utf-8') as f:
         text = f.read()
     assert meta['vocab_size'] == len(set(text)) == 65
-    ids = tokens(os.path.join(folder, 'train.bin')) + tokens(os.path.join(folder, 'val.bin'))
+    ids = tokens(tmp_path / 'train.bin') + tokens(tmp_path / 'val.bin')
     assert ''.join(meta['itos'][i] for i in ids) == text

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from model import GPT, GPTConfig, save_checkpoint
+from checkpoint import save_checkpoint
+from model import GPT, GPTConfig
 import sample
 
 SEP = '---------------\n'
@@ -19,7 +20,7 @@ def run(*args):
 
 def test_greedy_matches_transformers(tiny_hf_dir, tmp_path):
     from transformers import GPT2LMHeadModel
-    from gpt2_tokenizer import get_encoding
+    from tokenizer import get_encoding
     prompt = "The history of the city"
     (tmp_path / 'prompt.txt').write_text(prompt)
     out = run(tiny_hf_dir, f'--prompt=FILE:{tmp_path / "prompt.txt"}', '--num_samples=1', '--max_new_tokens=8',

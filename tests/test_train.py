@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from conftest import ROOT
 from configurator import load_config
-from model import GPT, GPTConfig, save_checkpoint
+from checkpoint import save_checkpoint
+from model import GPT, GPTConfig
 import train
 
 TINY = os.path.join(ROOT, 'config', 'test_tiny.py')
@@ -25,7 +26,7 @@ TINY = os.path.join(ROOT, 'config', 'test_tiny.py')
 def char_data(tmp_path_factory):
     """A 40k-character slice of tinyshakespeare as a character dataset (train.bin, val.bin, meta.pkl)."""
     path = tmp_path_factory.mktemp('chars')
-    with open(os.path.join(ROOT, 'data', 'shakespeare', 'input.txt')) as f:
+    with open(os.path.join(ROOT, 'data', 'texts', 'tinyshakespeare', 'input.txt')) as f:
         text = f.read()[:40_000]
     chars = sorted(set(text))
     ids = np.array([chars.index(ch) for ch in text], dtype=np.uint16)
@@ -170,6 +171,7 @@ def test_lr_schedule():
 def test_distillation_loss():
     torch.manual_seed(0)
     student, teacher = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
+    hs, ht = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
     assert train.kd_kl(student, student.clone(), 2.0).abs() < 1e-6
     T = 2.0
     # the textbook form: sum_v p_t (log p_t - log p_s), averaged over the 10 positions
@@ -177,18 +179,27 @@ def test_distillation_loss():
     direct = (p_t * (p_t.log() - torch.softmax(student / T, -1).log())).sum() / 10
     got = train.kd_kl(student, teacher, T)
     assert got > 0 and torch.allclose(got, direct, atol=1e-6)
-    assert torch.allclose(got, F.kl_div(F.log_softmax(student / T, -1).view(10, 11), p_t.view(10, 11),
-                                        reduction='batchmean'), atol=1e-6)
-    # GPT.head's CPU layout, (vocab, B*T) in memory, takes the other log-softmax branch
+    kl = F.kl_div(F.log_softmax(student / T, -1).view(10, 11), p_t.view(10, 11), reduction='batchmean')
+    assert torch.allclose(got, kl, atol=1e-6)
+    # lm_logits' CPU layout, (vocab, B*T) in memory, takes the other log-softmax branch
     vocab_major = student.permute(2, 0, 1).contiguous().permute(1, 2, 0)
     assert vocab_major.stride(-1) != 1 and torch.allclose(train.kd_kl(vocab_major, teacher, T), direct, atol=1e-6)
+    cos = F.cosine_embedding_loss(hs.view(10, 8), ht.view(10, 8), torch.ones(10))  # HF's distiller's cosine term
+    assert torch.allclose(train.cosine_loss(hs, ht), cos, atol=1e-6)
     lm = torch.tensor(3.0)
-    assert torch.allclose(train.distill_loss(lm, student, teacher, 0.25, T), 0.75 * lm + 0.25 * T * T * direct)
+    # DistilGPT2's weights
+    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0)
+    got = train.distill_loss(lm, (student, hs), (teacher, ht), c)
+    assert torch.allclose(got, 5.0 * T * T * kl + 2.0 * lm + 1.0 * cos, atol=1e-5)
+    # the (1 - alpha) LM + alpha T^2 KL form of Hinton et al.
+    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=0.25, kd_alpha_clm=0.75, kd_alpha_cos=0.0)
+    got = train.distill_loss(lm, (student, hs), (teacher, ht), c)
+    assert torch.allclose(got, 0.75 * lm + 0.25 * T * T * direct)
 
 
 def test_distillation_run_and_kron_init(char_data, tmp_path):
     # a Kronecker checkpoint (as kron_decompose.py writes) fixes the architecture whatever the
-    # config says; with itself as teacher and kd_alpha=1 the first loss is exactly the KL, i.e. 0
+    # config says; with itself as teacher and only the KL term the first loss is exactly 0
     with open(os.path.join(char_data, 'meta.pkl'), 'rb') as f:
         vocab = pickle.load(f)['vocab_size']
     torch.manual_seed(0)
@@ -197,8 +208,11 @@ def test_distillation_run_and_kron_init(char_data, tmp_path):
     path = str(tmp_path / 'kron.pt')
     save_checkpoint({'model': kron.state_dict(), 'model_args': vars(kron.config).copy()}, path)
     out = run_train(f'--dataset={char_data}', f'--out_dir={tmp_path / "out"}', f'--init_from={path}',
-                    f'--kd_teacher={path}', '--kd_alpha=1.0', '--max_iters=2')
-    assert float(losses(out.stdout)[0]) == 0.0
+                    f'--kd_teacher={path}', '--kd_alpha_ce=1.0', '--kd_alpha_clm=0.0', '--kd_alpha_cos=0.5',
+                    '--freeze_pos_emb=True', '--max_iters=2')
+    assert abs(float(losses(out.stdout)[0])) < 1e-6  # KL 0 and 1 - cos(h, h) at rounding level
     ckpt = torch.load(tmp_path / 'out' / 'ckpt.pt', weights_only=False)
+    assert torch.equal(ckpt['model']['transformer.wpe.weight'], kron.state_dict()['transformer.wpe.weight'])
+    assert not torch.equal(ckpt['model']['transformer.wte.weight'], kron.state_dict()['transformer.wte.weight'])
     assert ckpt['model_args']['mlp'] == 'kron' and ckpt['model_args']['n_layer'] == 1
     assert ckpt['model']['transformer.h.0.mlp.c_fc.A'].shape == (2, 4, 8)

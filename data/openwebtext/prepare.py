@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', '..'))  # gpt2_tokenizer.py at the repository root
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # tokenizer.py at the repository root
 
 SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents as theirs
 VAL_FRACTION = 0.0005
@@ -48,7 +48,7 @@ def load_documents(files, hf_name, hf_revision, num_proc):
 
 
 def encode_document(example):
-    from gpt2_tokenizer import EOT, get_encoding
+    from tokenizer import EOT, get_encoding
     ids = get_encoding().encode_ordinary(example['text'])
     ids.append(EOT)  # marks the document boundary for the next one
     return {'ids': ids, 'len': len(ids)}

@@ -1,42 +1,29 @@
 """
 tinyshakespeare as characters: train.bin / val.bin (uint16 ids, first 90% / last 10%) and
-meta.pkl (vocab_size, stoi, itos) in this folder. Reads data/shakespeare/input.txt.
+meta.pkl (vocab_size, stoi, itos) in this folder. Reads data/texts/tinyshakespeare/input.txt.
 
     python data/shakespeare_char/prepare.py
 """
 
+import argparse
 import os
-import pickle
 import sys
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-INPUT = os.path.join(HERE, '..', 'shakespeare', 'input.txt')
-
-
-def write_tokens(ids, path):
-    tmp = f"{path}.tmp"
-    np.asarray(ids, dtype=np.uint16).tofile(tmp)
-    os.replace(tmp, path)  # a rerun or a crash never leaves a half-written file
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
+SOURCE = os.path.join(HERE, '..', 'texts', 'tinyshakespeare', 'input.txt')
 
 
 def main():
-    if not os.path.isfile(INPUT):
-        raise ValueError(f"{INPUT} is missing; it ships with the project (git checkout data/shakespeare/input.txt) "
-                         f"or download it from https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
-    with open(INPUT, encoding='utf-8') as f:
-        text = f.read()
-    chars = sorted(set(text))
-    stoi = {ch: i for i, ch in enumerate(chars)}
-    ids = [stoi[ch] for ch in text]
-    n = int(0.9 * len(ids))
-    write_tokens(ids[:n], os.path.join(HERE, 'train.bin'))
-    write_tokens(ids[n:], os.path.join(HERE, 'val.bin'))
-    with open(os.path.join(HERE, 'meta.pkl.tmp'), 'wb') as f:
-        pickle.dump({'vocab_size': len(chars), 'stoi': stoi, 'itos': dict(enumerate(chars))}, f)
-    os.replace(os.path.join(HERE, 'meta.pkl.tmp'), os.path.join(HERE, 'meta.pkl'))
-    print(f"{len(chars)} characters; train {n:,} tokens, val {len(ids) - n:,} tokens")
+    p = argparse.ArgumentParser(description=__doc__.strip().split('\n\n')[0])
+    p.add_argument('--out_dir', default=HERE, help='where the token files go (default: this folder)')
+    out_dir = p.parse_args().out_dir
+    from files import read_text
+    from tokenizer import write_char_dataset
+    text = read_text(os.path.normpath(SOURCE))
+    n = int(0.9 * len(text))
+    meta = write_char_dataset(text[:n], text[n:], out_dir)
+    print(f"{meta['vocab_size']} characters; train {n:,} tokens, val {len(text) - n:,} tokens")
 
 
 if __name__ == '__main__':

