@@ -2,7 +2,7 @@
 Initialise the non-Kronecker students from a trained model: low-rank MLPs by truncated SVD,
 InRank's second stage, and layer truncation (DistilGPT2-style).
 
-    python compress.py lowrank RANK [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
+    python compress.py lowrank RANK [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--force]
     python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt [--buffer N] [--out PATH]
     python compress.py truncate [--layers 0,2,4,7,9,11] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
 
@@ -26,13 +26,14 @@ exports and perplexity_eval.py evaluates.
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import asdict, replace
 
 import torch
 
+import cli
 from checkpoint import load_model, save_checkpoint
+from files import check_destination
 from model import GPT, convert_mlps, with_mlp
 
 
@@ -118,11 +119,14 @@ def main(argv=None):
     tr.add_argument('--layers', default=None, help='comma-separated source layers (default: n_layer // 2 evenly spaced)')
     for s in (lr, tr):
         s.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or checkpoint')
-        s.add_argument('--out', default=None)
+        s.add_argument('--out', default=None, help='default: a name under checks/ from the method')
+        s.add_argument('--force', action='store_true', help='replace an existing --out file')
     args = p.parse_args(argv)
     if args.method == 'lowrank' and args.rank != 'found' and not args.rank.isdigit():
         raise ValueError(f"RANK must be a positive integer or 'found', not {args.rank!r}")
     layers = parse_layers(args.layers) if args.method == 'truncate' and args.layers else None
+    if args.out:
+        check_destination(args.out, args.force)  # before the model is loaded
 
     t0 = time.time()
     src, ckpt = load_model(args.source)
@@ -137,6 +141,7 @@ def main(argv=None):
             info['layers'] = layers
             print(f"kept layers {layers}")
             out = args.out or os.path.join('checks', f"truncate_{'-'.join(map(str, layers))}.pt")
+            check_destination(out, args.force)
         else:
             if args.rank == 'found':
                 rank, found = stage2_rank(src, ckpt, args.buffer)
@@ -147,6 +152,7 @@ def main(argv=None):
             else:
                 rank = int(args.rank)
                 out = args.out or os.path.join('checks', f'lowrank_{rank}.pt')
+            check_destination(out, args.force)  # before the SVDs
             model, errors = lowrank_model(src, rank)
             info['rank'] = rank
             info['rel_err'] = dict(errors)
@@ -155,12 +161,10 @@ def main(argv=None):
                 print(f"{name:<28} {err:8.4f}")
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): {src.num_params(count):,} -> {model.num_params(count):,}")
-    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'compress': info}, out)
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'compress': info,
+                     'vocab': (ckpt or {}).get('vocab')}, out)
     print(f"done in {time.time() - t0:.1f} s; wrote {out}")
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

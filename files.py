@@ -148,3 +148,23 @@ def write_tokens(ids, path):
     if arr.min() < 0 or arr.max() >= 2 ** 16:
         raise ValueError(f"refusing to write {path}: token ids must be in [0, 65536) for uint16")
     atomic_write(path, lambda f: arr.astype(np.uint16).tofile(f))
+
+
+def prepare_args(doc, out_dir, source):
+    """The arguments of a data/<name>/prepare.py that reads a shipped text: --out_dir (default the
+    script's folder) and --source (default the shipped file), the destination checked."""
+    import argparse
+    p = argparse.ArgumentParser(description=doc.strip().split('\n\n')[0])
+    p.add_argument('--out_dir', default=out_dir, help='where the token files go (default: this folder)')
+    p.add_argument('--source', default=os.path.normpath(source), help=f'the text (default: {os.path.normpath(source)})')
+    args = p.parse_args()
+    check_destination(args.out_dir, kind='dir')
+    return args
+
+
+def wikitext_rows(path):
+    """The rows of a WikiText file as HF's wikitext loader gives them: every line with its "\\n",
+    whitespace-only lines as ''."""
+    read_text(path)  # missing, empty or not UTF-8: one line naming the file
+    with open(path, encoding='utf-8') as f:
+        return [row if row.strip() else '' for row in f]

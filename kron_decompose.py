@@ -2,7 +2,7 @@
 Initialise a Krony-PT model from a dense GPT-2: every MLP matrix becomes sum_f s_f * A_f (x) B_f.
 
     python kron_decompose.py DIM_1 DIM_2 N_FACTORS [--init vl|prune|random] [--normalize | --no-normalize]
-                             [--scalers] [--eps 0.1] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--seed N]
+                             [--scalers] [--eps 0.1] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--force] [--seed N]
 
     python kron_decompose.py 768 768 1                  # 81M: Van Loan init, norm restored
     python kron_decompose.py 384 3072 1 --init prune    # 96M: every other row of W, B = [1, 0.1]^T
@@ -14,7 +14,7 @@ Inits: `vl` the Frobenius-nearest sum of N_FACTORS Kronecker products (Van Loan 
 `random` N(0, 0.02) factors as a baseline. With normalisation (paper section III-E) the result is
 rescaled by alpha = ||W||_F / ||W_hat||_F so it keeps W's norm: folded into A_f, or, with --scalers,
 the starting value of every s_f. Writes checks/kron_{DIM_1}_{DIM_2}_{N_FACTORS}_{init}[_nonorm][_scalers].pt
-(override with --out), a checkpoint that train.py starts from (init_from=PATH) and
+(override with --out; an existing file is replaced only with --force), a checkpoint that train.py starts from (init_from=PATH) and
 model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
 MLP biases) is copied from the source.
 """
@@ -22,14 +22,15 @@ MLP biases) is copied from the source.
 import argparse
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 
 import torch
 
+import cli
 from checkpoint import load_model, save_checkpoint
 from factored import kron_rank_bound, kron_shapes
+from files import check_destination
 from model import convert_mlps, with_mlp
 
 INITS = ('vl', 'prune', 'random')
@@ -182,27 +183,35 @@ def default_out(dim1, dim2, n_factors, init, normalize, scalers):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    p.add_argument('dim1', type=int, metavar='DIM_1', help="c_fc's first factor is (DIM_1, DIM_2)")
-    p.add_argument('dim2', type=int, metavar='DIM_2')
-    p.add_argument('n_factors', type=int, metavar='N_FACTORS')
-    p.add_argument('--init', choices=INITS, default='vl')
+    p.add_argument('dim1', type=int, metavar='DIM_1', help="c_fc's first factor is (DIM_1, DIM_2); it must divide n_embd")
+    p.add_argument('dim2', type=int, metavar='DIM_2', help='it must divide 4 * n_embd')
+    p.add_argument('n_factors', type=int, metavar='N_FACTORS', help='Kronecker products summed per matrix')
+    p.add_argument('--init', choices=INITS, default='vl',
+                   help="vl: Van Loan's nearest sum of Kronecker products (default); prune: every other row "
+                        "(only `n/2 4n 1`); random: N(0, 0.02) factors, a baseline")
     p.add_argument('--normalize', action=argparse.BooleanOptionalAction, default=True,
-                   help='rescale by alpha = ||W|| / ||W_hat|| (paper section III-E)')
+                   help='rescale by alpha = ||W|| / ||W_hat|| (paper section III-E; default on)')
     p.add_argument('--scalers', action='store_true', help='learnable s_f per factor, starting at alpha')
-    p.add_argument('--eps', type=float, default=0.1, help='prune: second factor [1, eps]')
-    p.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or dense checkpoint')
-    p.add_argument('--out', default=None)
+    p.add_argument('--eps', type=float, default=0.1, help='prune: second factor [1, eps] (default 0.1)')
+    p.add_argument('--from', dest='source', default='gpt2',
+                   help='the dense model: hub name (default gpt2), save_pretrained directory or dense checkpoint')
+    p.add_argument('--out', default=None,
+                   help='default checks/kron_DIM_1_DIM_2_N_FACTORS_INIT[_nonorm][_scalers].pt')
+    p.add_argument('--force', action='store_true', help='replace an existing --out file')
     p.add_argument('--seed', type=int, default=0, help='random init only')
     args = p.parse_args(argv)
+    if args.n_factors < 1:
+        raise ValueError(f"N_FACTORS={args.n_factors} must be at least 1")
     if not math.isfinite(args.eps):
         raise ValueError(f"--eps must be a finite number, not {args.eps}")
     if args.init == 'random' and args.normalize:
         print("note: normalisation does not apply to --init random (a plain N(0, 0.02) baseline)")
     normalize = args.normalize and args.init != 'random'
     out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
+    check_destination(out, args.force)  # before the model is loaded
 
     t0 = time.time()
-    dense, _ = load_model(args.source)
+    dense, source_ckpt = load_model(args.source)
     dense.eval()
     config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
     fc, proj = kron_shapes(config)
@@ -221,13 +230,11 @@ def main(argv=None):
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): dense {dense.num_params(count):,} -> kron {model.num_params(count):,}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(config),
+                     'vocab': (source_ckpt or {}).get('vocab'),
                      'decompose': dict(source=args.source, init=args.init, normalize=normalize,
                                        scalers=args.scalers, eps=args.eps, seed=args.seed, stats=stats)}, out)
     print(f"loaded in {t1 - t0:.1f} s, decomposed {len(stats)} matrices in {t2 - t1:.1f} s; wrote {out}")
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

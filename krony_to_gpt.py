@@ -1,31 +1,36 @@
 """
 Fold a Krony-PT (or low-rank, or dense) checkpoint into a standard Hugging Face GPT-2 directory.
 
-    python krony_to_gpt.py CHECKPOINT OUT_DIR [--force]
+    python krony_to_gpt.py CHECKPOINT OUT_DIR [--force] [--no-tokenizer]
 
     python krony_to_gpt.py checks/kron_384_3072_1_prune.pt out/krony-96m
     python perplexity_eval.py out/krony-96m
 
 The model is rebuilt from the checkpoint's model_args; each MLP matrix sum_f s_f A_f (x) B_f
-(or U @ V) becomes one dense matrix, and OUT_DIR gets config.json, model.safetensors and the GPT-2
-tokenizer files, so AutoTokenizer / AutoModelForCausalLM load it alone, offline. The folded model
-has GPT-2's full parameter count: the saving lives in the factored checkpoint. OUT_DIR must be
-empty or absent unless --force; it is written next to itself and renamed into place, so a failure
-never leaves it half-written.
+(or U @ V) becomes one dense matrix, and OUT_DIR gets config.json, model.safetensors and the
+tokenizer the model was trained with: GPT-2's (tokenizer.json, vocab.json, merges.txt) or, for a
+character dataset, a tokenizer.json of its characters (stored in the checkpoint by train.py), so
+AutoTokenizer / AutoModelForCausalLM load it alone, offline. The folded model has GPT-2's full
+parameter count: the saving lives in the factored checkpoint. OUT_DIR must be empty or absent
+unless --force; it is written next to itself and renamed into place, so a failure never leaves
+it half-written.
 """
 
 import argparse
 import copy
 import os
-import sys
 import time
 
 import torch
 
+import cli
 from checkpoint import load_model
 from factored import KINDS
 from files import atomic_dir, check_destination
 from model import HF_CONV1D, convert_mlps, with_mlp
+from tokenizer import tokenizer_for, write_hf_tokenizer
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
 
 def to_dense_gpt(model):
@@ -73,13 +78,14 @@ def to_hf(model):
     return hf.eval()
 
 
-def export(model, out_dir, force=False):
-    """Write the HF GPT-2 directory for `model` (weights, config, tokenizer) to out_dir."""
-    from tokenizer import gpt2_hf_tokenizer
+def export(model, out_dir, force=False, tok=None):
+    """Write the HF GPT-2 directory for `model` to out_dir: weights, config and, unless tok is
+    None, the tokenizer files (tokenizer.py's GPT2BPE or CharTokenizer)."""
     hf = to_hf(model)
     with atomic_dir(out_dir, force) as tmp:
         hf.save_pretrained(tmp)
-        gpt2_hf_tokenizer().save_pretrained(tmp)
+        if tok is not None:
+            write_hf_tokenizer(tok, tmp)
     return hf
 
 
@@ -88,6 +94,8 @@ def main(argv=None):
     p.add_argument('checkpoint', metavar='CHECKPOINT', help='project checkpoint (kron_decompose.py, train.py)')
     p.add_argument('out_dir', metavar='OUT_DIR')
     p.add_argument('--force', action='store_true', help='replace a non-empty OUT_DIR')
+    p.add_argument('--no-tokenizer', action='store_true',
+                   help='write the weights and config only (for a model whose tokenizer is not known)')
     args = p.parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint} does not exist (a .pt file written by "
@@ -95,18 +103,20 @@ def main(argv=None):
     check_destination(args.out_dir, args.force, kind='dir')
 
     t0 = time.time()
-    model, _ = load_model(args.checkpoint)
+    model, ckpt = load_model(args.checkpoint)
     check_representable(model.config)
+    try:
+        tok = None if args.no_tokenizer else tokenizer_for(model, ckpt, data_root=DATA)
+    except ValueError as e:
+        raise ValueError(f"{e}; pass --no-tokenizer to export the weights alone") from None
     c = model.config
     print(f"{args.checkpoint}: {KINDS[c.mlp].describe(c)} MLP, {c.n_layer} layers, n_embd {c.n_embd}, "
           f"{model.num_params('paper'):,} parameters (paper count)")
-    hf = export(model, args.out_dir, args.force)
+    hf = export(model, args.out_dir, args.force, tok)
     n_hf = sum(p.numel() for p in hf.parameters())
-    print(f"wrote {args.out_dir}: GPT2LMHeadModel, {n_hf:,} parameters folded, in {time.time() - t0:.1f} s")
+    print(f"wrote {args.out_dir}: GPT2LMHeadModel, {n_hf:,} parameters folded, tokenizer: "
+          f"{tok.describe() if tok else 'none'}, in {time.time() - t0:.1f} s")
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

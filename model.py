@@ -278,11 +278,20 @@ class GPT(nn.Module):
     def from_pretrained(cls, name_or_dir, **overrides):
         """Dense GPT from any HF GPT-2-family model (hub name or a save_pretrained directory)."""
         from transformers import GPT2LMHeadModel  # heavy, and only needed here
+        from transformers.utils import logging as hf_logging
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # no progress bars or load reports: a failure is one line
+        hf_logging.disable_progress_bar()
         try:
             hf = GPT2LMHeadModel.from_pretrained(name_or_dir)
         except Exception as e:  # no such model, unreadable or mismatched files: one line
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if 'mismatched_sizes' in msg:
+                msg = "the weights' shapes do not match its config.json"
             raise ValueError(f"cannot load a GPT-2 model from {name_or_dir}: {msg}") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
         hc = hf.config
         if hc.n_inner not in (None, 4 * hc.n_embd):
             raise ValueError(f"{name_or_dir}: n_inner={hc.n_inner} is not 4*n_embd, which this model assumes")

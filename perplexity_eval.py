@@ -11,12 +11,15 @@ name. Datasets: wiki103 (HF wikitext-103-v1), wiki2 (wikitext-2-v1), lambada (HF
 original lowercased release) and lambada_openai (OpenAI's detokenized jsonl); test split unless
 --split valid.
 
-The paper's protocol (the default): the split's rows joined with "\\n\\n", GPT-2 BPE, windows of
+The paper's protocol (the default): the split's rows joined with "\\n\\n", tokenized with the
+model's tokenizer (GPT-2 BPE for GPT-2 models; a character model's own vocabulary), windows of
 max_length tokens (default: the model's block_size) every stride tokens (default max_length),
 following the Hugging Face perplexity guide: a window scores only the tokens after the previous
 window's end, the first token of the text is never predicted, and the last partial window counts.
 --protocol window: ppl = exp(mean over windows of the window's mean NLL) (the paper);
 --protocol token:  ppl = exp(total NLL / scored tokens).
+Bits per byte, which compares models with different tokenizers: total NLL / ln 2 / the UTF-8
+bytes of the scored text (all of it but the first token).
 
 Data: with --data_dir DIR (or KRONY_DATA_DIR) the original files are read from DIR
 (wikitext-103-v1/wiki.test.tokens, wikitext-2-v1/wiki.test.tokens, lambada/lambada_test_plain_text.txt,
@@ -34,9 +37,10 @@ import time
 
 import torch
 
+import cli
 from checkpoint import hub_reachable, load_model, model_source
-from files import atomic_write, check_destination
-from tokenizer import get_encoding
+from files import atomic_write, check_destination, read_text, wikitext_rows
+from tokenizer import GPT2BPE, tokenizer_for
 from logits import token_nll
 
 REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'texts')
@@ -97,14 +101,27 @@ def data_source(name, split='test', data_dir=None):
 
 
 def _read_file(path, reader):
-    # the same reading as each data set's HF loader, so the rows (and the joined text) are identical
+    """The rows of a local data file, read as each data set's HF loader reads it, so that the rows
+    (and the joined text) are identical; a file that is not what it should be raises ValueError
+    naming it (and the line, for jsonl)."""
+    if reader == 'wikitext':
+        return wikitext_rows(path)
+    read_text(path)  # empty or not UTF-8 (e.g. a binary file): one line naming it
     with open(path, encoding='utf-8') as f:
-        if reader == 'wikitext':
-            # iterate lines keeping their "\n"; whitespace-only lines become ""
-            return [row if row.strip() else '' for row in f]
         if reader == 'lines':
             return f.read().splitlines()
-        return [json.loads(line)['text'] for line in f if line.strip()]
+        rows = []
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get('text'), str):
+                raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
+            rows.append(row['text'])
+        return rows
 
 
 def load_texts(name, split='test', data_dir=None):
@@ -128,18 +145,15 @@ def eval_text(name, split='test', data_dir=None):
     return "\n\n".join(load_texts(name, split, data_dir))
 
 
-def read_text_file(path):
-    if not os.path.isfile(path):
-        raise ValueError(f"text file {path} does not exist")
-    try:
-        with open(path, encoding='utf-8') as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"text file {path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+def tokenize(text, tok=None):
+    """Token ids of text, a 1-D long tensor (GPT-2 BPE unless a tokenizer.py tokenizer is given)."""
+    return torch.tensor((tok or GPT2BPE()).encode(text), dtype=torch.long)
 
 
-def tokenize(text):
-    return torch.tensor(get_encoding().encode_ordinary(text), dtype=torch.long)
+def bits_per_byte(res, text, ids, tok):
+    """Total NLL in bits over the UTF-8 bytes of the scored text (every token but the first)."""
+    n_bytes = len(text.encode('utf-8')) - tok.token_bytes(int(ids[0]))
+    return res['nll_sum'] / math.log(2) / n_bytes, n_bytes
 
 
 # -----------------------------------------------------------------------------
@@ -195,7 +209,8 @@ def window_nll(model, ids, spans, batch_size=8, device='cpu', progress=False):
 
 def perplexity(model, ids, max_length, stride=None, batch_size=8, device='cpu', protocol='window',
                progress=False):
-    """dict(ppl, nll, n_tokens, n_scored, n_windows, protocol, max_length, stride) of a 1-D id tensor."""
+    """dict(ppl, nll, nll_sum, n_tokens, n_scored, n_windows, protocol, max_length, stride) of a
+    1-D id tensor; nll is the protocol's mean, nll_sum the total over scored tokens (nats)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     stride = stride or max_length
@@ -207,7 +222,7 @@ def perplexity(model, ids, max_length, stride=None, batch_size=8, device='cpu', 
         nll = (sums / counts).mean().item()
     else:
         nll = (sums.sum() / counts.sum()).item()
-    return dict(ppl=math.exp(nll), nll=nll, n_tokens=len(ids), n_scored=int(counts.sum()),
+    return dict(ppl=math.exp(nll), nll=nll, nll_sum=sums.sum().item(), n_tokens=len(ids), n_scored=int(counts.sum()),
                 n_windows=len(spans), protocol=protocol, max_length=max_length, stride=stride)
 
 
@@ -260,15 +275,17 @@ def main():
 
     texts = {}  # column name -> (text, description of the data)
     if args.text_file:
-        texts[os.path.basename(args.text_file)] = (read_text_file(args.text_file), args.text_file)
+        texts[os.path.basename(args.text_file)] = (read_text(args.text_file), args.text_file)
     else:
         for name in [args.dataset] if args.dataset else PAPER_SETS:
             source = data_source(name, args.split, args.data_dir)
             label = DATASETS[name]['label'].format(split=args.split)
             texts[name] = (eval_text(name, args.split, args.data_dir), f"{label} from {source}")
 
-    model, _ = load_model(args.model)
+    model, ckpt = load_model(args.model)
     model.to(device).eval()
+    model_dir = args.model if os.path.isdir(os.path.expanduser(args.model)) else None
+    tok = tokenizer_for(model, ckpt, model_dir, data_root=os.path.dirname(REPO_DATA))
     block = model.config.block_size
     max_length = args.max_length or block
     if not 2 <= max_length <= block:
@@ -279,23 +296,26 @@ def main():
 
     results = {}
     for name, (text, what) in texts.items():
-        ids = tokenize(text)
+        ids = tokenize(text, tok)
         t0 = time.time()
         res = perplexity(model, ids, max_length, stride, args.batch_size, device, args.protocol, progress=True)
-        res.update(description=describe(res, what), seconds=round(time.time() - t0, 2))
+        res['bpb'], res['n_bytes'] = bits_per_byte(res, text, ids, tok)
+        res.update(description=describe(res, what), seconds=round(time.time() - t0, 2), tokenizer=tok.describe())
         if name in DATASETS:
             res.update(dataset=DATASETS[name]['label'].format(split=args.split), split=args.split)
         results[name] = res
 
     n_paper, n_nano = model.num_params('paper'), model.num_params('nanogpt')
     titles = [DATASETS[n]['title'] if n in DATASETS else n for n in results]
-    cells = [f"{r['ppl']:.2f}" for r in results.values()]
-    widths = [max(len(t), len(c), 8) for t, c in zip(titles, cells)]
-    mw = max(len(args.model), 5)
-    print(f"{'model':<{mw}}  {'params':>12}  " + '  '.join(f"{t:>{w}}" for t, w in zip(titles, widths)))
-    print(f"{args.model:<{mw}}  {n_paper:>12,}  " + '  '.join(f"{c:>{w}}" for c, w in zip(cells, widths)))
-    print("params: as the paper counts (position embeddings included, tied embedding once); "
-          f"nanoGPT's count: {n_nano:,}")
+    mw = max(len(args.model), 14)
+    widths = [max(len(t), 8) for t in titles]
+    print(f"{'':<{mw}}  {'params':>12}  " + '  '.join(f"{t:>{w}}" for t, w in zip(titles, widths)))
+    for key, label, fmt in (('ppl', args.model, '.2f'), ('bpb', 'bits per byte', '.4f')):
+        params = f"{n_paper:>12,}" if key == 'ppl' else ' ' * 12
+        print(f"{label:<{mw}}  {params}  " + '  '.join(f"{format(r[key], fmt):>{w}}"
+                                                      for r, w in zip(results.values(), widths)))
+    print(f"tokenizer: {tok.describe()}; params: as the paper counts (position embeddings included, "
+          f"tied embedding once); nanoGPT's count: {n_nano:,}")
     for t, r in zip(titles, results.values()):
         print(f"{t}: {r['description']}")
 
@@ -306,7 +326,4 @@ def main():
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

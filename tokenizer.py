@@ -76,8 +76,24 @@ class GPT2BPE:
     def decode(self, ids):
         return get_encoding().decode(ids)
 
+    def token_bytes(self, i):
+        return len(get_encoding().decode_single_token_bytes(i))
+
     def describe(self):
         return 'GPT-2 BPE'
+
+
+def read_meta(path):
+    """A dataset's meta.pkl (nanoGPT's: vocab_size, and stoi / itos for characters), or ValueError naming it."""
+    try:
+        with open(path, 'rb') as f:
+            meta = pickle.load(f)
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable meta.pkl ({type(e).__name__}); rerun the dataset's "
+                         f"prepare.py") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get('vocab_size'), int) or meta['vocab_size'] < 1:
+        raise ValueError(f"{path} has no positive int vocab_size; rerun the dataset's prepare.py")
+    return meta
 
 
 class CharTokenizer:
@@ -133,6 +149,9 @@ class CharTokenizer:
     def decode(self, ids):
         return ''.join(self.itos[i] for i in ids)
 
+    def token_bytes(self, i):
+        return len(self.itos[i].encode('utf-8'))
+
     def describe(self):
         return f"characters ({self.vocab_size})"
 
@@ -157,3 +176,74 @@ def write_char_dataset(train_text, val_text, out_dir, unk=False):
     meta = chars.to_meta()
     atomic_write(os.path.join(out_dir, 'meta.pkl'), lambda f: pickle.dump(meta, f))
     return meta
+
+
+class HFTokenizer:
+    """A model directory's own transformers tokenizer behind the same interface."""
+
+    def __init__(self, tok, origin):
+        self.tok, self.origin = tok, origin
+        self.vocab_size = len(tok)
+
+    def encode(self, text):
+        return self.tok(text, add_special_tokens=False)['input_ids']
+
+    def decode(self, ids):
+        return self.tok.decode(ids, clean_up_tokenization_spaces=False)
+
+    def token_bytes(self, i):
+        return len(self.decode([i]).encode('utf-8'))
+
+    def describe(self):
+        return f"{type(self.tok).__name__} of {self.origin}"
+
+
+def tokenizer_for(model, ckpt=None, model_dir=None, data_root=None):
+    """The tokenizer a model was trained with: the character vocabulary stored in its checkpoint
+    (or its dataset's meta.pkl, for checkpoints written before vocabularies were stored), a model
+    directory's own tokenizer files when they are not GPT-2's, else GPT-2's BPE for a model with
+    GPT-2's 50,257 tokens. Raises ValueError when none is known."""
+    vocab = model.config.vocab_size
+    if ckpt is not None:
+        if ckpt.get('vocab'):
+            return _checked(CharTokenizer.from_meta(ckpt['vocab'], 'the checkpoint vocabulary'), vocab)
+        dataset = (ckpt.get('config') or {}).get('dataset')
+        meta_path = os.path.join(data_root or '', str(dataset), 'meta.pkl') if dataset and data_root else None
+        if meta_path and os.path.isfile(meta_path):
+            return _checked(CharTokenizer.from_meta(read_meta(meta_path), meta_path), vocab)
+    if model_dir and any(os.path.isfile(os.path.join(model_dir, n)) for n in ('tokenizer.json', 'vocab.json')):
+        from transformers import AutoTokenizer
+        try:
+            tok = AutoTokenizer.from_pretrained(model_dir)
+        except Exception as e:
+            raise ValueError(f"{model_dir}: its tokenizer files do not load ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        if len(tok) == GPT2_VOCAB and type(tok).__name__.startswith('GPT2Tokenizer'):
+            return GPT2BPE()  # the same ids; tiktoken is faster
+        return _checked(HFTokenizer(tok, model_dir), vocab)
+    if vocab == GPT2_VOCAB:
+        return GPT2BPE()
+    raise ValueError(f"the model has {vocab} token ids, not GPT-2's {GPT2_VOCAB}, and no tokenizer is known for "
+                     f"it (no vocabulary in its checkpoint, no tokenizer files in its directory)")
+
+
+def _checked(tok, vocab):
+    if tok.vocab_size > vocab:
+        raise ValueError(f"the tokenizer ({tok.describe()}) has {tok.vocab_size} ids, more than the model's {vocab}")
+    return tok
+
+
+def write_hf_tokenizer(tok, out_dir):
+    """The tokenizer files of an HF model directory: tokenizer.json and its config, and for GPT-2's
+    BPE also vocab.json and merges.txt (the files a hub GPT-2 directory has, which the slow
+    GPT2Tokenizer of transformers 4.x needs)."""
+    import shutil
+    if isinstance(tok, GPT2BPE):
+        gpt2_hf_tokenizer().save_pretrained(out_dir)
+        encoder, vocab = bpe_files()
+        shutil.copyfile(encoder, os.path.join(out_dir, 'vocab.json'))
+        shutil.copyfile(vocab, os.path.join(out_dir, 'merges.txt'))
+    elif isinstance(tok, CharTokenizer):
+        tok.hf_tokenizer().save_pretrained(out_dir)
+    else:
+        tok.tok.save_pretrained(out_dir)

@@ -17,7 +17,6 @@ finishes the current step, saves ckpt.pt and exits 0; --init_from=resume continu
 
 import math
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -33,12 +32,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import cli
 from checkpoint import load_checkpoint, load_model, model_from_checkpoint, model_source, save_checkpoint
 from configurator import load_config, usage
 from files import check_destination
 from inrank import start as inrank_start, update as inrank_update
 from logits import log_softmax
 from model import GPT, GPTConfig
+from tokenizer import read_meta
 
 # -----------------------------------------------------------------------------
 # default config: every name below, and every GPTConfig field (model.py: n_layer, n_embd, mlp,
@@ -167,19 +168,6 @@ def git_commit():
         return 'unknown'
 
 
-def read_meta(path):
-    """A dataset's meta.pkl (vocab_size, and stoi / itos for characters), or ValueError naming it."""
-    try:
-        with open(path, 'rb') as f:
-            meta = pickle.load(f)
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable meta.pkl ({type(e).__name__}); rerun the dataset's "
-                         f"prepare.py") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get('vocab_size'), int) or meta['vocab_size'] < 1:
-        raise ValueError(f"{path} has no positive int vocab_size; rerun the dataset's prepare.py")
-    return meta
-
-
 def data_paths(dataset):
     """({'train': path, 'val': path}, meta dict or None) of data/<dataset>/ or an absolute directory."""
     data_dir = os.path.join(ROOT, 'data', dataset)  # an absolute dataset path replaces the prefix
@@ -192,12 +180,12 @@ def data_paths(dataset):
 
 
 def build_model(c, data_vocab):
-    """(model, model_args, checkpoint or None) as init_from says."""
+    """(model, checkpoint to resume or None, the source checkpoint's character vocabulary or None)
+    as init_from says."""
     if c.init_from == 'scratch':
         args = {f.name: getattr(c, f.name) for f in fields(GPTConfig)}
         args['vocab_size'] = c.vocab_size or data_vocab or GPTConfig.vocab_size
-        model = GPT(GPTConfig(**args))
-        return model, asdict(model.config), None
+        return GPT(GPTConfig(**args)), None, None
     if c.init_from == 'resume':
         path = os.path.join(c.out_dir, 'ckpt.pt')
         if not os.path.isfile(path):
@@ -206,10 +194,17 @@ def build_model(c, data_vocab):
         if 'optimizer' not in ckpt:
             raise ValueError(f"{path} holds no training state (written by kron_decompose.py or compress.py?); "
                              f"start from it with --init_from={path} instead of resume")
-        model = model_from_checkpoint(ckpt, path, dropout=c.dropout)
-        return model, asdict(model.config), ckpt
-    model, _ = load_model(c.init_from, dropout=c.dropout)  # a checkpoint's training state is not resumed
-    return model, asdict(model.config), None
+        return model_from_checkpoint(ckpt, path, dropout=c.dropout), ckpt, ckpt.get('vocab')
+    # a checkpoint's training state is not resumed: its weights start a new run
+    model, ckpt = load_model(c.init_from, dropout=c.dropout)
+    return model, None, (ckpt or {}).get('vocab')
+
+
+def char_vocab(meta):
+    """The part of a dataset's meta.pkl that a checkpoint keeps (None for GPT-2 BPE datasets)."""
+    if not meta or 'itos' not in meta:
+        return None
+    return {k: meta[k] for k in ('vocab_size', 'itos', 'unk') if k in meta}
 
 
 def dtype_and_device(c):
@@ -304,7 +299,13 @@ class Run:
 
     def setup_model(self):
         c = self.c
-        model, self.model_args, ckpt = build_model(c, self.meta['vocab_size'] if self.meta else 0)
+        model, ckpt, source_vocab = build_model(c, self.meta['vocab_size'] if self.meta else 0)
+        self.model_args = asdict(model.config)
+        # the character vocabulary travels with the checkpoints (export and evaluation need it)
+        self.vocab = char_vocab(self.meta) or source_vocab
+        if char_vocab(self.meta) and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != self.vocab['itos']:
+            raise ValueError(f"data/{c.dataset} is a character set other than the one {c.init_from} was trained on; "
+                             f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:
             raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
         if self.meta and self.meta['vocab_size'] > self.model_args['vocab_size']:
@@ -373,7 +374,10 @@ class Run:
         """Perplexities with perplexity_eval.py's default protocol, for the log only (never for selection)."""
         import perplexity_eval  # needs the evaluation text: imported only when asked for
         if not hasattr(self, 'ppl_texts'):
-            self.ppl_texts = {name: perplexity_eval.tokenize(perplexity_eval.eval_text(name)) for name in self.c.eval_ppl}
+            from tokenizer import tokenizer_for
+            tok = tokenizer_for(self.raw_model, {'vocab': self.vocab})
+            self.ppl_texts = {name: perplexity_eval.tokenize(perplexity_eval.eval_text(name), tok)
+                              for name in self.c.eval_ppl}
         model = self.raw_model.eval()
         with self.ctx:
             out = {name: perplexity_eval.perplexity(model, ids, model.config.block_size, device=self.dev)['ppl']
@@ -396,7 +400,8 @@ class Run:
                              'scaler': self.scaler.state_dict(), 'model_args': self.model_args,
                              'config': vars(self.c), 'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss,
                              'rng': [s[0] for s in states], 'weight_sums': [s[1] for s in states],
-                             'data_rng': self.data_gen.get_state()}, os.path.join(self.c.out_dir, name))
+                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab},
+                            os.path.join(self.c.out_dir, name))
 
     def evaluate_and_save(self):
         c = self.c
@@ -540,7 +545,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    try:
-        main(sys.argv[1:])
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main, sys.argv[1:])

@@ -1,72 +1,63 @@
 """
-A miniature of Krony-PT's comparison of compression methods that runs on a CPU: one small dense
-teacher, its MLPs compressed to the same parameter budget by every method, the same number of
-training tokens for every student, one table.
+Krony-PT's claims tested in a CPU miniature where the MLPs matter: one dense character-level
+teacher whose MLP matrices hold 62% of its parameters, compressed by every method, each student
+trained on the same tokens over several seeds, every figure on held-out text.
 
-    python script/compare.py                  # the default: about 30 minutes on 2 CPU cores
-    python script/compare.py --quick          # tiny sizes, a few minutes: a smoke test of the pipeline
-    python script/compare.py --out out/compare --only vl_norm,lowrank_svd
+    python script/compare.py                 # the default run (SETTINGS['default'], 3 seeds)
+    python script/compare.py --quick         # tiny sizes, one seed: a smoke test of every row
+    python script/compare.py --only vl_norm,random --seeds 0 --out out/compare_try
 
-Text: WikiText-103's validation split shipped in data/ (data/wikitext103_valid/prepare.py: train
-on its first 90%, choose checkpoints and report val loss on the last 10%); held-out test
-perplexity through perplexity_eval.py on the first test_chars (SETTINGS) characters of WikiText-103's
-test split (whole rows joined with "\\n\\n" as in the paper's protocol; windows of block_size).
+Regime: WikiText-103's validation split as characters (data/wikitext103_valid_char: train on its
+first 90%, choose checkpoints on the last 10%), the test split held out: test loss, perplexity
+and bits per byte come from perplexity_eval.py on its first test_chars characters. The teacher is
+GPT-2's architecture at 6 layers x 96 wide; its own vocabulary of 143 characters keeps the
+embedding small, so that, as in GPT-2 small, the MLPs are most of the model.
 
-Steps, each through the toolkit's own scripts run as subprocesses:
-1. train.py trains the dense teacher from scratch (GPT-2 vocabulary, n_layer x n_embd below).
-2. the students, initialised from the teacher unless said otherwise:
-   - the analogue of the 81M model (`768 768 1` = A (n_embd, n_embd), B (1, 4); MLP matrices 4x
-     smaller): kron_decompose.py with Van Loan (VL) plain, VL + normalisation, VL + normalisation
-     + scalars, and random factors; compress.py lowrank at the rank with the same parameters;
-     layer truncation to half the layers (the same parameter count, as DistilGPT2's 6 of 12
-     layers match the 81M model) trained with distillation from the teacher; InRank from scratch
-     (stage 1 with rank growth for half the student steps, then compress.py's truncation to the
-     rank found and stage 2 for the other half; it never sees the teacher).
-   - the analogue of the 96M model (`384 3072 1` = A (n_embd/2, 4 n_embd), B (2, 1)): VL vs prune.
-3. every student trains for the same number of steps (tokens); val loss at initialisation is
-   train.py's evaluation at step 0; the test perplexity is of the checkpoint chosen on val loss.
-Writes OUT/results.json and OUT/results.md (the table, the command and the settings) and a log per
-subprocess in OUT/logs/. Timings (ms per step) come from train.py's log: on a shared CPU they are
-noisy, and at this size the 50257-word output layer dominates every step.
+Every stage runs the toolkit's own scripts as subprocesses (logs in OUT/logs/), `jobs` at a time
+with one thread each: train.py for the teacher; kron_decompose.py / compress.py for each
+student's initialisation; train.py for every student and seed (the same number of steps and
+tokens, fewer than the teacher's; the seed sets the data order and any random init); then
+perplexity_eval.py of the checkpoint with the lowest validation loss. The settings below were
+fixed before any student was trained and are not tuned to a result; there is no learning-rate
+sweep: every student trains with the same schedule (InRank, which starts from scratch, with the
+teacher's).
+
+Writes OUT/results.json (every run), OUT/results.md (the variant table, the claims table, the
+settings) and OUT/val_curves.png (validation loss per variant: mean over seeds, band min-max).
 """
 
 import argparse
 import json
 import math
 import os
+import pickle
 import re
 import statistics
-import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASET = 'wikitext103_valid'
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
+from files import check_destination  # noqa: E402
+from stages import ROOT, Progress, clock, parse_train_log, run_script, wikitext_test_head  # noqa: E402
 
-# model and schedule sizes; the default fits about 30 minutes on 2 shared CPU cores
+DATASET = 'wikitext103_valid_char'
+
+# fixed before the first run; the default fits the 90-minute budget on 2 CPU cores
 SETTINGS = {
-    'default': dict(n_layer=4, n_head=4, n_embd=64, block_size=128, batch_size=4, eval_iters=8,
-                    teacher_iters=150, student_iters=40, teacher_lr=3e-3, student_lr=1e-3,
-                    test_chars=60_000, inrank_init_modes=2, inrank_buffer_modes=8),
-    'quick': dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=2,
-                  teacher_iters=6, student_iters=4, teacher_lr=3e-3, student_lr=1e-3,
-                  test_chars=4_000, inrank_init_modes=2, inrank_buffer_modes=4),
+    'default': dict(n_layer=6, n_head=4, n_embd=96, block_size=256, batch_size=16, eval_iters=10,
+                    teacher_iters=2000, teacher_lr=2e-3, teacher_eval_interval=100,
+                    student_iters=250, student_lr=1e-3, student_eval_interval=25,
+                    seeds=(0, 1, 2), test_chars=250_000, inrank_init_modes=2, inrank_buffer_modes=12),
+    'quick': dict(n_layer=2, n_head=2, n_embd=24, block_size=32, batch_size=4, eval_iters=2,
+                  teacher_iters=12, teacher_lr=3e-3, teacher_eval_interval=6,
+                  student_iters=4, student_lr=1e-3, student_eval_interval=2,
+                  seeds=(0,), test_chars=3_000, inrank_init_modes=2, inrank_buffer_modes=2),
 }
-
-EVAL_RE = re.compile(r'^eval (\d+) \| train ([\d.]+) \| val ([\d.]+)', re.M)
-ITER_RE = re.compile(r'^iter (\d+) \| .*?\| ([\d.]+) ms/iter', re.M)
-PARAMS_RE = re.compile(r'^model: ([\d,]+) parameters', re.M)
-INRANK_RE = re.compile(r'^inrank (\d+) \| (.*)$', re.M)
-
-
-def parse_train_log(text):
-    """evals [(iter, train, val)], ms per step (median, first step excluded), parameters, rank changes."""
-    evals = [(int(i), float(t), float(v)) for i, t, v in EVAL_RE.findall(text)]
-    ms = [float(m) for i, m in ITER_RE.findall(text) if int(i) > 0]
-    params = PARAMS_RE.search(text)
-    return dict(evals=evals, ms_per_step=statistics.median(ms) if ms else None,
-                params=int(params.group(1).replace(',', '')) if params else None,
-                rank_changes=INRANK_RE.findall(text))
+# DistilGPT2's public training command: the loss weights and the frozen position embeddings
+DISTIL = dict(kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0, kd_temperature=2.0, freeze_pos_emb=True)
 
 
 def matched_rank(n_embd, kron_params):
@@ -75,212 +66,326 @@ def matched_rank(n_embd, kron_params):
 
 
 def inrank_schedule(student_iters):
-    """InRank's warmup 200 / gap 25 scaled to a stage 1 of half the student steps."""
+    """InRank's stage 1 (rank growth) for half the student steps, stage 2 (fixed rank) for the
+    rest; warm-up and gap scaled to stage 1 as InRank's GPT-2 run scales them to its 130 steps."""
     stage1 = max(2, student_iters // 2)
-    return dict(stage1=stage1, warmup=max(1, stage1 // 4), gap=max(1, stage1 // 10))
+    return dict(stage1=stage1, warmup=max(1, stage1 // 5), gap=max(1, stage1 // 40))
 
 
-def test_slice(n_chars, path):
-    """The first rows of WikiText-103's test split, whole rows up to n_chars, joined as the protocol joins them."""
-    rows = []
-    with open(os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens'), encoding='utf-8') as f:
-        for row in f:
-            rows.append(row if row.strip() else '')
-            if sum(map(len, rows)) >= n_chars:
-                break
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write("\n\n".join(rows))
+def variants(s):
+    """name -> (label, init: [(script, args)] from the teacher or None for scratch, train overrides).
+    Shapes follow the paper's models on n_embd: "81M" (n, n) x (1, 4), "96M" (n/2, 4n) x (2, 1),
+    "80M-2" (n/3, 4n/3) x (3, 3) with 1, 2 or 4 factors."""
+    n = s['n_embd']
+    k81, k96, k80 = (n, n), (n // 2, 4 * n), (n // 3, 4 * n // 3)
+    rank = matched_rank(n, n * n + 4)
+
+    def kron(dims, factors, *flags):
+        return [('kron_decompose.py', [*dims, factors, *flags])]
+
+    return {
+        'vl': ('81M-like VL', kron(k81, 1, '--no-normalize'), {}),
+        'vl_norm': ('81M-like VL + normalisation', kron(k81, 1), {}),
+        'vl_norm_scalers': ('81M-like VL + norm. + scalars', kron(k81, 1, '--scalers'), {}),
+        'random': ('81M-like random factors', kron(k81, 1, '--init', 'random'), {}),
+        'vl96': ('96M-like VL', kron(k96, 1, '--no-normalize'), {}),
+        'vl96_norm': ('96M-like VL + normalisation', kron(k96, 1), {}),
+        'prune96': ('96M-like prune', kron(k96, 1, '--init', 'prune', '--no-normalize'), {}),
+        'prune96_norm': ('96M-like prune + normalisation', kron(k96, 1, '--init', 'prune'), {}),
+        'f1': ('80M-2-like, 1 factor (+ scalars)', kron(k80, 1, '--scalers'), {}),
+        'f2': ('80M-2-like, 2 factors (+ scalars)', kron(k80, 2, '--scalers'), {}),
+        'f4': ('80M-2-like, 4 factors (+ scalars)', kron(k80, 4, '--scalers'), {}),
+        'lowrank': (f'low-rank SVD, rank {rank}', [('compress.py', ['lowrank', rank])], {}),
+        'truncate_kd': ('half the layers + distillation', [('compress.py', ['truncate'])], dict(DISTIL)),
+        'vl_norm_kd': ('81M-like VL + norm. + distillation', kron(k81, 1), dict(DISTIL)),
+        'inrank': ('InRank from scratch', None, {}),
+        'scratch': ('dense from scratch', None, {}),
+    }
 
 
-class Runner:
-    """Runs the toolkit's scripts, one log file per call, and stops at the first failure."""
-
-    def __init__(self, out):
-        self.out = out
-        os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
-
-    def __call__(self, name, script, *args):
-        cmd = [sys.executable, script, *map(str, args)]
-        log = os.path.join(self.out, 'logs', f'{name}.log')
-        t0 = time.time()
-        with open(log, 'w') as f:  # written as it runs, so a long run can be followed with tail -f
-            f.write(' '.join(cmd) + '\n')
-            f.flush()
-            code = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
-        with open(log) as f:
-            text = f.read()
-        if code:
-            tail = ' / '.join(text.strip().splitlines()[-3:])
-            raise ValueError(f"{name}: {' '.join(cmd[1:3])} failed (exit {code}): {tail}; see {log}")
-        print(f"  {name:<22} {script:<20} {time.time() - t0:6.1f} s", flush=True)
-        return text
+# (claim, [(better, worse)] pairs of variants it predicts); the paper's wording
+CLAIMS = [
+    ('VL initialisation beats random initialisation', [('vl_norm', 'random'), ('vl', 'random')]),
+    ('normalisation improves VL', [('vl_norm', 'vl'), ('vl96_norm', 'vl96')]),
+    ('learnable scalars improve VL + normalisation', [('vl_norm_scalers', 'vl_norm')]),
+    ('prune beats VL at the 96M shape', [('prune96', 'vl96'), ('prune96_norm', 'vl96_norm')]),
+    ('more factors are better (2 vs 1, 4 vs 2)', [('f2', 'f1'), ('f4', 'f2')]),
+    ('Kronecker beats low-rank SVD at equal size', [('vl_norm', 'lowrank')]),
+    ('Kronecker beats truncation + distillation (DistilGPT2) at equal size',
+     [('vl_norm', 'truncate_kd'), ('vl_norm_kd', 'truncate_kd')]),
+    ('distillation does not help the Kronecker student (no gain)', [('vl_norm_kd', 'vl_norm')]),
+    ('initialising from the teacher beats training from scratch', [('vl_norm', 'scratch'), ('vl_norm', 'inrank')]),
+]
 
 
-def train_args(s, out_dir, iters, lr, init_from='scratch', **extra):
-    """train.py overrides shared by every run: same data, batch, evaluation batches and seed."""
-    args = dict(out_dir=out_dir, init_from=init_from, dataset=DATASET, batch_size=s['batch_size'],
+def train_args(s, out_dir, iters, lr, eval_interval, seed, init_from='scratch', **extra):
+    """train.py overrides shared by every run: the same data, batches, evaluation batches, schedule shape."""
+    args = dict(out_dir=out_dir, init_from=init_from, dataset=s['dataset'], batch_size=s['batch_size'],
                 gradient_accumulation_steps=1, block_size=s['block_size'], eval_iters=s['eval_iters'],
-                eval_interval=iters, log_interval=1, max_iters=iters, learning_rate=lr,
-                min_lr=lr / 10, warmup_iters=max(1, iters // 10), lr_decay_iters=iters,
-                n_layer=s['n_layer'], n_head=s['n_head'], n_embd=s['n_embd'])
+                eval_interval=eval_interval, log_interval=max(1, iters // 20), max_iters=iters,
+                learning_rate=lr, min_lr=lr / 10, warmup_iters=max(1, iters // 20), lr_decay_iters=iters,
+                n_layer=s['n_layer'], n_head=s['n_head'], n_embd=s['n_embd'], seed=seed, compile=False)
     args.update(extra)
     return [f'--{k}={v}' for k, v in args.items()]
 
 
-def variants(s, teacher):
-    """name -> (description, [(script, args) that make the init checkpoint], train overrides)."""
-    n = s['n_embd']
-    kron81, kron96 = (n, n, 1), (n // 2, 4 * n, 1)
-    rank = matched_rank(n, n * n + 4)
+class Experiment:
 
-    def kron(dims, *flags):
-        return ('kron_decompose.py', [*dims, *flags, '--from', teacher])
+    def __init__(self, s, out, jobs):
+        self.s, self.out, self.jobs = s, out, jobs
+        for d in ('logs', 'init', 'runs', 'ppl'):
+            os.makedirs(os.path.join(out, d), exist_ok=True)
+        self.test_file = wikitext_test_head(s['test_chars'], os.path.join(out, 'test_text.txt'))
+        self.teacher = os.path.join(out, 'teacher', 'best.pt')
 
-    return {
-        'vl': ('81M-like VL', [kron(kron81, '--init', 'vl', '--no-normalize')], {}),
-        'vl_norm': ('81M-like VL + normalisation', [kron(kron81, '--init', 'vl')], {}),
-        'vl_norm_scalers': ('81M-like VL + norm. + scalars', [kron(kron81, '--init', 'vl', '--scalers')], {}),
-        'random': ('81M-like random Kronecker', [kron(kron81, '--init', 'random')], {}),
-        'lowrank_svd': (f'low-rank SVD, rank {rank}', [('compress.py', ['lowrank', rank, '--from', teacher])], {}),
-        'truncate_kd': ('half the layers + distillation', [('compress.py', ['truncate', '--from', teacher])],
-                        dict(kd_teacher=teacher)),
-        'inrank': ('InRank from scratch', None, {}),
-        'vl96': ('96M-like VL', [kron(kron96, '--init', 'vl', '--no-normalize')], {}),
-        'prune96': ('96M-like prune', [kron(kron96, '--init', 'prune', '--no-normalize')], {}),
-    }
+    def run(self, name, args, threads=1):
+        return run_script(args, os.path.join(self.out, 'logs', f'{name}.log'), threads=threads)
+
+    def test_eval(self, name, model):
+        """perplexity_eval.py on the test text: dict(ppl, bpb, nll)."""
+        js = os.path.join(self.out, 'ppl', f'{name}.json')
+        self.run(f'ppl_{name}', ['perplexity_eval.py', model, '--text_file', self.test_file, '--json', js,
+                                 '--batch_size', 4])
+        with open(js) as f:
+            res = next(iter(json.load(f)['results'].values()))
+        return dict(ppl=res['ppl'], bpb=res['bpb'], test_nll=res['nll_sum'] / res['n_scored'])
+
+    def train_teacher(self):
+        s = self.s
+        log = self.run('teacher', ['train.py', *train_args(s, os.path.dirname(self.teacher), s['teacher_iters'],
+                                                           s['teacher_lr'], s['teacher_eval_interval'], 0)],
+                       threads=self.jobs)  # the teacher alone uses every core
+        return dict(parse_train_log(log), **self.test_eval('teacher', self.teacher))
+
+    def make_init(self, name, steps):
+        path = os.path.join(self.out, 'init', f'{name}.pt')
+        for script, args in steps:
+            self.run(f'init_{name}', [script, *args, '--from', self.teacher, '--out', path, '--force'])
+        return path
+
+    def train_student(self, name, init, extra, seed):
+        s = self.s
+        out_dir = os.path.join(self.out, 'runs', f'{name}_s{seed}')
+        if name == 'inrank':
+            res = self.train_inrank(out_dir, seed)
+        else:
+            # a random init draws its factors from the seed; the others start from the same init
+            if name == 'random':
+                init = self.make_init(f'random_s{seed}', [('kron_decompose.py', [*self.k81, 1, '--init', 'random',
+                                                                                '--seed', seed])])
+            init_from = init or 'scratch'
+            lr = s['teacher_lr'] if init is None else s['student_lr']
+            teacher = dict(kd_teacher=self.teacher) if extra.get('kd_alpha_ce') else {}
+            log = self.run(f'{name}_s{seed}', ['train.py', *train_args(
+                s, out_dir, s['student_iters'], lr, s['student_eval_interval'], seed, init_from, **extra, **teacher)])
+            res = parse_train_log(log)
+        res.update(self.test_eval(f'{name}_s{seed}', os.path.join(out_dir, 'best.pt')))
+        res['mlp_params'] = mlp_params(os.path.join(out_dir, 'best.pt'))
+        return res
+
+    def train_inrank(self, out_dir, seed):
+        """Stage 1 from scratch with rank growth, truncation to the rank found, stage 2 at that rank."""
+        s, sch = self.s, inrank_schedule(self.s['student_iters'])
+        log1 = self.run(f'inrank_s{seed}_stage1', ['train.py', *train_args(
+            s, out_dir + '_stage1', sch['stage1'], s['teacher_lr'], s['student_eval_interval'], seed,
+            mlp='lowrank', lowrank_rank=0, inrank=True, inrank_init_modes=s['inrank_init_modes'],
+            inrank_buffer_modes=s['inrank_buffer_modes'], inrank_warmup_iter=sch['warmup'],
+            inrank_gap_iter=sch['gap'])])
+        init = os.path.join(self.out, 'init', f'inrank_s{seed}_stage2.pt')
+        cut = self.run(f'inrank_s{seed}_truncate', ['compress.py', 'lowrank', 'found', '--from',
+                                                    os.path.join(out_dir + '_stage1', 'ckpt.pt'), '--out', init, '--force'])
+        rank = int(re.search(r'keeps the largest, (\d+)', cut).group(1))
+        log2 = self.run(f'inrank_s{seed}', ['train.py', *train_args(
+            s, out_dir, s['student_iters'] - sch['stage1'], s['teacher_lr'], s['student_eval_interval'], seed, init)])
+        p1, p2 = parse_train_log(log1), parse_train_log(log2)
+        # stage 2's iterations continue stage 1's in the curve
+        evals = p1['evals'] + [(i + sch['stage1'], t, v) for i, t, v in p2['evals'][1:]]
+        return dict(evals=evals, ms_per_step=p2['ms_per_step'], params=p2['params'], rank=rank,
+                    rank_changes=p1['rank_changes'])
 
 
-def run_inrank(run, s, out, ckpt_dir):
-    """Stage 1 from scratch with rank growth, truncation to the rank found, stage 2 at that rank."""
-    sch = inrank_schedule(s['student_iters'])
-    stage1 = os.path.join(out, 'inrank_stage1')
-    log1 = run('inrank_stage1', 'train.py', *train_args(
-        s, stage1, sch['stage1'], s['teacher_lr'], mlp='lowrank', lowrank_rank=0, inrank=True,
-        inrank_init_modes=s['inrank_init_modes'], inrank_buffer_modes=s['inrank_buffer_modes'],
-        inrank_warmup_iter=sch['warmup'], inrank_gap_iter=sch['gap']))
-    init = os.path.join(ckpt_dir, 'inrank_stage2_init.pt')
-    cut = run('inrank_truncate', 'compress.py', 'lowrank', 'found', '--from', os.path.join(stage1, 'ckpt.pt'),
-              '--out', init)
-    rank = int(re.search(r'keeps the largest, (\d+)', cut).group(1))
-    stage2 = os.path.join(out, 'inrank_stage2')
-    log2 = run('inrank_stage2', 'train.py', *train_args(s, stage2, s['student_iters'] - sch['stage1'],
-                                                         s['teacher_lr'], init_from=init))
-    p1, p2 = parse_train_log(log1), parse_train_log(log2)
-    return dict(evals=p1['evals'][:1] + p2['evals'], ms_per_step=p2['ms_per_step'], params=p2['params'],
-                rank=rank, rank_changes=p1['rank_changes'], stage1_final_val=p1['evals'][-1][2],
-                best=os.path.join(stage2, 'best.pt'))
-
-
-def mlp_matrix_params(path):
+def mlp_params(path):
     """Parameters of a checkpoint's MLP weight matrices (factors, scalars; biases excluded)."""
     sys.path.insert(0, ROOT)
     from checkpoint import load_model
     return load_model(path)[0].mlp_params()
 
 
-def markdown(rows, s, command, minutes):
-    head = ('| variant | params (paper count) | MLP matrices | val loss init | val ppl init | '
-            'val loss trained | val ppl trained | test ppl (wt103 slice) | ms/step |')
-    lines = [head, '|' + '---|' * 9]
-    for r in rows:
-        def f(x, fmt):
-            return format(x, fmt) if x is not None else '-'
-        lines.append(f"| {r['label']} | {r['params']:,} | {r['mlp_params']:,} | {f(r['val_init'], '.3f')} | "
-                     f"{f(r['val_ppl_init'], '.1f')} | {f(r['val_final'], '.3f')} | {f(r['val_ppl_final'], '.1f')} | "
-                     f"{f(r['test_ppl'], '.1f')} | {f(r['ms_per_step'], '.0f')} |")
-    notes = [f"`{command}` ({minutes:.1f} min). Teacher: {s['n_layer']} layers, n_embd {s['n_embd']}, "
-             f"{s['n_head']} heads, block {s['block_size']}, GPT-2 vocabulary, {s['teacher_iters']} steps of "
-             f"{s['batch_size'] * s['block_size']:,} tokens at lr {s['teacher_lr']:g}; every student "
-             f"{s['student_iters']} steps ({s['student_iters'] * s['batch_size'] * s['block_size']:,} tokens) "
-             f"at lr {s['student_lr']:g} (InRank: lr {s['teacher_lr']:g}, both stages).",
-             f"Val loss: train.py's mean over the same {s['eval_iters'] * s['batch_size']} val sequences for every "
-             f"row, at step 0 (init) and at the last step. Test ppl: the checkpoint chosen on val loss, "
-             f"perplexity_eval.py's default protocol (windows of {s['block_size']} tokens) on the first "
-             f"{s['test_chars']:,} characters of WikiText-103 test. ms/step: median of train.py's log on a "
-             f"shared CPU (noisy)."]
-    return '\n'.join(lines + [''] + [' '.join(notes)]) + '\n'
+# -----------------------------------------------------------------------------
+# statistics and tables
+
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def gap_kept(bpb, teacher_bpb, fresh_bpb):
+    """Share of the fresh-model -> teacher gap that a student keeps: 1 is the teacher, 0 an
+    untrained model predicting every token with probability 1/vocab."""
+    return (fresh_bpb - bpb) / (fresh_bpb - teacher_bpb)
 
-def write_results(out, md, payload):
-    """out/results.md (the table) and out/results.json (everything), and the table on stdout."""
-    with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump(payload, f, indent=2)
-    with open(os.path.join(out, 'results.md'), 'w') as f:
-        f.write(md)
-    print('\n' + md + f"wrote {os.path.join(out, 'results.md')} and results.json")
+
+def compare_pair(runs, better, worse):
+    """Paired by seed (the same data order): differences of test bits per byte (worse - better,
+    positive when the claim holds). The difference counts when its mean is more than twice its
+    standard error; otherwise it is within noise."""
+    a = {r['seed']: r['bpb'] for r in runs if r['name'] == better}
+    b = {r['seed']: r['bpb'] for r in runs if r['name'] == worse}
+    diffs = [b[k] - a[k] for k in sorted(a) if k in b]
+    if not diffs:
+        return None
+    m = statistics.mean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float('inf')
+    verdict = 'within noise' if abs(m) <= 2 * se else ('holds' if m > 0 else 'reversed')
+    return dict(better=better, worse=worse, diff=m, se=se, n=len(diffs), verdict=verdict)
+
+
+def markdown(s, table, teacher, runs, fresh_bpb, command, minutes):
+    lines = [f"`{command}`: {minutes:.1f} min; {len(s['seeds'])} seed(s); test text: the first "
+             f"{s['test_chars']:,} characters of WikiText-103 test (perplexity_eval.py, window protocol, "
+             f"{s['block_size']}-character windows).", '',
+             '| variant | params | MLP matrices | val loss at init | best val loss | test bits/byte | '
+             'test ppl (per char) | gap kept |', '|' + '---|' * 8,
+             f"| dense teacher ({s['teacher_iters']} steps) | {teacher['params']:,} | {teacher['mlp_params']:,} | "
+             f"{teacher['evals'][0][2]:.3f} | {min(e[2] for e in teacher['evals']):.3f} | {teacher['bpb']:.4f} | "
+             f"{teacher['ppl']:.3f} | 100% |"]
+
+    def pm(values, fmt):
+        m, sd = mean_sd(values)
+        return '-' if m is None else f"{m:{fmt}} ± {sd:{fmt}}"
+
+    for name, (label, _, _) in table.items():
+        rs = [r for r in runs if r['name'] == name]
+        if not rs:
+            continue
+        extra = f" (rank found {', '.join(str(r['rank']) for r in rs)})" if name == 'inrank' else ''
+        lines.append(f"| {label}{extra} | {rs[0]['params']:,} | {rs[0]['mlp_params']:,} | "
+                     f"{pm([r['evals'][0][2] for r in rs], '.3f')} | {pm([min(e[2] for e in r['evals']) for r in rs], '.3f')} | "
+                     f"{pm([r['bpb'] for r in rs], '.4f')} | {pm([r['ppl'] for r in rs], '.3f')} | "
+                     f"{pm([100 * gap_kept(r['bpb'], teacher['bpb'], fresh_bpb) for r in rs], '.1f')}% |")
+    lines += ['', '| claim | comparison (paired by seed) | difference in test bits/byte | verdict |',
+              '|---|---|---|---|']
+    for claim, pairs in CLAIMS:
+        for better, worse in pairs:
+            c = compare_pair(runs, better, worse)
+            if c:
+                lines.append(f"| {claim} | {better} better than {worse} | {c['diff']:+.4f} ± {c['se']:.4f} "
+                             f"(n={c['n']}) | {c['verdict']} |")
+    lines += ['', f"Settings: {json.dumps(dict(s, seeds=list(s['seeds'])))}; distillation: {json.dumps(DISTIL)}.",
+              "val loss: train.py's mean over the same validation batches for every run (nats per character); "
+              "the best one chooses the checkpoint evaluated on the test text. ± is the standard deviation "
+              "over seeds. Gap kept: (fresh - student) / (fresh - teacher) in test bits per byte, with "
+              f"the fresh model at ln(vocab) per character ({fresh_bpb:.4f} bits/byte here). A claim's difference "
+              "is worse minus better (positive: the claim holds), ± its standard error over seeds; it "
+              "counts when larger than twice that, else it is within noise."]
+    return '\n'.join(lines) + '\n'
+
+
+def plot_curves(table, teacher, runs, path):
+    """Validation loss against training step per variant: mean over seeds, band min-max."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    groups = [('81M-like inits', ['vl', 'vl_norm', 'vl_norm_scalers', 'random']),
+              ('96M-like: prune vs VL', ['vl96', 'vl96_norm', 'prune96', 'prune96_norm']),
+              ('factors', ['f1', 'f2', 'f4', 'vl_norm']),
+              ('other methods', ['vl_norm', 'lowrank', 'truncate_kd', 'vl_norm_kd', 'inrank', 'scratch'])]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+    best_teacher = min(e[2] for e in teacher['evals'])
+    lowest = min([best_teacher] + [e[2] for r in runs for e in r['evals']])
+    for ax, (title, names) in zip(axes.flat, groups):
+        for name in names:
+            rs = [r for r in runs if r['name'] == name]
+            if not rs:
+                continue
+            steps = [e[0] for e in rs[0]['evals']]
+            vals = [[r['evals'][i][2] for r in rs] for i in range(len(steps))]
+            ax.plot(steps, [statistics.mean(v) for v in vals], label=table[name][0])
+            ax.fill_between(steps, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
+        ax.axhline(best_teacher, color='k', ls='--', lw=1, label='teacher (best)')
+        ax.set_title(title)
+        ax.set_xlabel('student step')
+        ax.set_ylim(lowest - 0.05, best_teacher + 1.0)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel('validation loss (nats per character)')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    p.add_argument('--quick', action='store_true', help='tiny sizes: a smoke test of the pipeline')
-    p.add_argument('--out', default=os.path.join(ROOT, 'out', 'compare'))
-    p.add_argument('--only', default='', help='comma-separated variants to run (the teacher always runs)')
+    p.add_argument('--quick', action='store_true', help='tiny sizes and one seed: a smoke test of every row')
+    p.add_argument('--out', default=None, help='default out/compare (out/compare_quick with --quick)')
+    p.add_argument('--only', default='', help='comma-separated variants (the teacher always runs)')
+    p.add_argument('--seeds', default='', help='comma-separated seeds (default: the setting\'s)')
+    p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='runs side by side, one thread each')
     args = p.parse_args(argv)
-    s = SETTINGS['quick' if args.quick else 'default']
-    out = os.path.abspath(args.out)
-    ckpt_dir = os.path.join(out, 'init')
-    os.makedirs(ckpt_dir, exist_ok=True)
-    run = Runner(out)
-    t_start = time.time()
-    command = 'python script/compare.py' + (' --quick' if args.quick else '') + (f' --only {args.only}' if args.only else '')
-
-    if not all(os.path.isfile(os.path.join(ROOT, 'data', DATASET, f'{x}.bin')) for x in ('train', 'val')):
-        run('prepare', os.path.join('data', DATASET, 'prepare.py'))
-    test_file = os.path.join(out, 'wt103_test_slice.txt')
-    test_slice(s['test_chars'], test_file)
-
-    def test_ppl(name, model):
-        js = os.path.join(out, 'ppl', f'{name}.json')
-        run(f'ppl_{name}', 'perplexity_eval.py', model, '--text_file', test_file, '--json', js)
-        with open(js) as f:
-            return json.load(f)['results'][os.path.basename(test_file)]['ppl']
-
-    print(f"teacher: {s['n_layer']} layers, n_embd {s['n_embd']}, {s['teacher_iters']} steps", flush=True)
-    teacher_dir = os.path.join(out, 'teacher')
-    teacher = os.path.join(teacher_dir, 'best.pt')
-    wanted = [v for v in args.only.split(',') if v]
-    table = variants(s, teacher)
+    s = dict(SETTINGS['quick' if args.quick else 'default'])
+    if args.seeds:
+        s['seeds'] = tuple(int(x) for x in args.seeds.split(','))
+    if args.jobs < 1:
+        raise ValueError(f"--jobs={args.jobs} must be at least 1")
+    table = variants(s)
+    wanted = [v for v in args.only.split(',') if v] or list(table)
     unknown = set(wanted) - set(table)
     if unknown:
         raise ValueError(f"--only: unknown variants {sorted(unknown)}; known: {', '.join(table)}")
-    tlog = parse_train_log(run('teacher', 'train.py', *train_args(
-        s, teacher_dir, s['teacher_iters'], s['teacher_lr'], eval_interval=s['student_iters'])))
-    rows = [dict(name='teacher', label='dense teacher', params=tlog['params'], evals=tlog['evals'],
-                 ms_per_step=tlog['ms_per_step'], test_ppl=test_ppl('teacher', teacher),
-                 mlp_params=mlp_matrix_params(teacher))]
-    at_budget = [e for e in tlog['evals'] if e[0] == s['student_iters']]
-    if at_budget:  # the teacher's own run after as many tokens as a student gets: a from-scratch reference
-        rows.append(dict(name='teacher_at_budget', label=f"dense from scratch, {s['student_iters']} steps "
-                         f"(teacher's run)", params=tlog['params'], evals=tlog['evals'][:1] + at_budget,
-                         ms_per_step=tlog['ms_per_step'], test_ppl=None, mlp_params=rows[0]['mlp_params']))
-    for name, (label, init_steps, extra) in table.items():
-        if wanted and name not in wanted:
-            continue
-        print(f"{name}: {label}", flush=True)
-        if init_steps is None:
-            res = run_inrank(run, s, out, ckpt_dir)
-            label = f"{label} (rank found {res['rank']})"
-        else:
-            init = os.path.join(ckpt_dir, f'{name}.pt')
-            for script, script_args in init_steps:
-                run(f'init_{name}', script, *script_args, '--out', init)
-            res = parse_train_log(run(name, 'train.py', *train_args(
-                s, os.path.join(out, name), s['student_iters'], s['student_lr'], init_from=init, **extra)))
-            res['best'] = os.path.join(out, name, 'best.pt')
-        best = res.pop('best')
-        rows.append(dict(name=name, label=label, test_ppl=test_ppl(name, best), mlp_params=mlp_matrix_params(best),
-                         **res))
+    out = os.path.abspath(args.out or os.path.join(ROOT, 'out', 'compare_quick' if args.quick else 'compare'))
+    command = ' '.join(['python script/compare.py'] + (argv if argv is not None else sys.argv[1:]))
+    t_start = time.time()
 
-    for r in rows:
-        (_, _, v0), (_, _, v1) = r['evals'][0], r['evals'][-1]
-        r.update(val_init=v0, val_ppl_init=math.exp(v0), val_final=v1, val_ppl_final=math.exp(v1))
+    check_destination(out, force=True, kind='dir')
+    os.makedirs(out, exist_ok=True)
+    # the quick run prepares its own copy of the data: it never writes into the repository's data/
+    s['dataset'] = os.path.join(out, 'data') if args.quick else os.path.join(ROOT, 'data', DATASET)
+    if not all(os.path.isfile(os.path.join(s['dataset'], f)) for f in ('train.bin', 'val.bin', 'meta.pkl')):
+        run_script([os.path.join('data', DATASET, 'prepare.py'), '--out_dir', s['dataset']],
+                   os.path.join(out, 'prepare.log'))
+    ex = Experiment(s, out, args.jobs)
+    n = s['n_embd']
+    ex.k81 = (n, n)
+    print(f"teacher: {s['n_layer']} layers x {n}, {s['teacher_iters']} steps of "
+          f"{s['batch_size'] * s['block_size']:,} characters (log: {out}/logs/teacher.log)", flush=True)
+    teacher = ex.train_teacher()
+    teacher['mlp_params'] = mlp_params(ex.teacher)
+    print(f"  teacher: best val loss {min(e[2] for e in teacher['evals']):.4f}, test {teacher['bpb']:.4f} "
+          f"bits/byte, {clock(time.time() - t_start)}", flush=True)
+
+    inits = {name: ex.make_init(name, steps) for name in wanted
+             for label, steps, _ in [table[name]] if steps and name != 'random'}
+    jobs = [(name, seed) for seed in s['seeds'] for name in wanted]
+    progress = Progress(len(jobs))
+
+    def job(name_seed):
+        name, seed = name_seed
+        res = ex.train_student(name, inits.get(name), table[name][2], seed)
+        progress.tick(f"{name} seed {seed}: test {res['bpb']:.4f} bits/byte")
+        return dict(res, name=name, seed=seed)
+
+    print(f"students: {len(wanted)} variants x {len(s['seeds'])} seed(s), {s['student_iters']} steps each, "
+          f"{args.jobs} at a time", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        runs = list(pool.map(job, jobs))
+
+    with open(os.path.join(s['dataset'], 'meta.pkl'), 'rb') as f:
+        vocab = pickle.load(f)['vocab_size']
+    with open(ex.test_file, encoding='utf-8') as f:
+        text = f.read()
+    fresh_bpb = math.log2(vocab) * len(text) / len(text.encode('utf-8'))
     minutes = (time.time() - t_start) / 60
-    md = markdown(rows, s, command, minutes)
-    write_results(out, md, dict(command=command, settings=s, minutes=round(minutes, 2), rows=rows))
+    md = markdown(s, table, teacher, runs, fresh_bpb, command, minutes)
+    with open(os.path.join(out, 'results.md'), 'w') as f:
+        f.write(md)
+    with open(os.path.join(out, 'results.json'), 'w') as f:
+        json.dump(dict(command=command, settings=dict(s, seeds=list(s['seeds'])), distil=DISTIL, minutes=round(minutes, 2),
+                       fresh_bpb=fresh_bpb, teacher=teacher, runs=runs), f, indent=1)
+    plot_curves(table, teacher, runs, os.path.join(out, 'val_curves.png'))
+    print('\n' + md + f"wrote {out}/results.md, results.json and val_curves.png")
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -1,138 +1,146 @@
 """
-The whole Krony-PT pipeline on a small real corpus, offline: train a dense teacher, decompose it
-(Van Loan with normalisation), train the Kronecker student, export it to Hugging Face format and
-compare perplexities on held-out WikiText-103 test text.
+The whole Krony-PT pipeline on a CPU in minutes, offline, in a regime where compression matters:
+train a dense character-level teacher, decompose its MLPs (Van Loan with normalisation, the 81M
+shape: every MLP matrix 4x smaller), train the Kronecker student on fewer tokens, export it to
+Hugging Face format and measure all three on held-out WikiText-103 test text.
 
     bash script/demo.sh                       # installs the requirements, then runs this
-    python script/demo.py [--out_dir checks/demo] [--quick]
+    python script/demo.py [--out_dir out/demo] [--quick]
 
-Every stage runs the project's own scripts as subprocesses (their full output goes to
-OUT_DIR/logs/). On a CPU the models are tiny and the evaluation uses the first ~100 kB of the test
-split (minutes in all); with a GPU they are larger and the whole test split is evaluated.
---quick is a seconds-long smoke run of the same pipeline (tests/test_demo.py).
+Every stage runs the project's own scripts as subprocesses (full logs in OUT_DIR/logs/):
+data/wikitext103_valid_char/prepare.py, train.py config/mini_teacher.py, kron_decompose.py,
+train.py config/mini_student.py, krony_to_gpt.py, perplexity_eval.py. Then the three models'
+forward speed is measured side by side in this process. --quick is a seconds-long smoke run of the
+same pipeline on tiny sizes, written to its own folder (out/demo_quick).
 """
 
 import argparse
 import json
 import os
-import subprocess
+import re
+import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_TEXT = os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
+from files import check_destination  # noqa: E402
+from stages import ROOT, clock, run_script, wikitext_test_head  # noqa: E402
 
-# per setting: train.py overrides shared by teacher and student, and the evaluation text
-# (characters of the test split; 0 = all of it, as perplexity_eval.py's wiki103)
-SETTINGS = {
-    'cpu': dict(model=[], teacher=[], student=[], n_embd=64, eval_chars=100_000),
-    'gpu': dict(model=['--n_layer=6', '--n_head=6', '--n_embd=384', '--block_size=256', '--batch_size=32'],
-                teacher=['--max_iters=2000', '--lr_decay_iters=2000', '--eval_interval=250', '--learning_rate=1e-3'],
-                student=['--max_iters=1000', '--lr_decay_iters=1000', '--eval_interval=250', '--block_size=256',
-                         '--batch_size=32'],
-                n_embd=384, eval_chars=0),
-    'quick': dict(model=['--n_layer=1', '--n_head=2', '--n_embd=32', '--block_size=32', '--batch_size=2'],
-                  teacher=['--max_iters=4', '--lr_decay_iters=4', '--eval_interval=4', '--eval_iters=1'],
-                  student=['--max_iters=2', '--lr_decay_iters=2', '--eval_interval=2', '--eval_iters=1',
-                           '--block_size=32', '--batch_size=2'],
-                  n_embd=32, eval_chars=3_000),
-}
+# train.py overrides of the quick smoke run (the full run uses the config files as they are)
+QUICK = dict(model=['--n_layer=2', '--n_head=2', '--n_embd=24', '--block_size=32', '--batch_size=4'],
+             teacher=['--max_iters=8', '--lr_decay_iters=8', '--eval_interval=4', '--eval_iters=2', '--log_interval=2'],
+             student=['--max_iters=4', '--lr_decay_iters=4', '--eval_interval=2', '--eval_iters=2', '--log_interval=2',
+                      '--block_size=32', '--batch_size=4'],
+             n_embd=24, test_chars=3_000, speed_rounds=2, threads=1)
+FULL = dict(model=[], teacher=[], student=[], n_embd=96, test_chars=0, speed_rounds=7, threads=None)
 
 
-def run_stage(name, args, log_dir, show=()):
-    """Run `python args...` in the repository root; its output goes to log_dir/name.log and the
-    lines starting with any of `show` are echoed. A failure raises with the log's last lines."""
-    print(f"[{name}] python {' '.join(args)}", flush=True)
-    path = os.path.join(log_dir, f'{name}.log')
-    env = dict(os.environ, PYTHONUNBUFFERED='1', HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS_VERBOSITY='error')
-    t0 = time.time()
-    with open(path, 'w') as log:
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()  # so that the log can be followed while a stage runs
-            if line.startswith(tuple(show)):
-                print(f"    {line.rstrip()}", flush=True)
-        proc.wait()
-    if proc.returncode:
-        with open(path) as f:
-            tail = ''.join(f.readlines()[-15:])
-        raise ValueError(f"stage {name} failed (exit {proc.returncode}); end of {path}:\n{tail}")
-    print(f"    done in {time.time() - t0:.1f} s", flush=True)
+def show(line):
+    """The lines of the stages' logs worth seeing while they run."""
+    return line.startswith(('model:', 'eval ', 'iter ', 'done:', 'wrote ', 'parameters', 'note:'))
 
 
-def write_eval_text(path, n_chars):
-    """The first rows of the WikiText-103 test split, joined with "\\n\\n" as perplexity_eval.py's
-    wiki103 protocol joins the whole split, up to about n_chars characters."""
-    with open(TEST_TEXT, encoding='utf-8') as f:
-        rows, size = [], 0
-        for row in f:
-            rows.append(row if row.strip() else '')  # HF's wikitext rows: a blank line is ''
-            size += len(row)
-            if size >= n_chars:
-                break
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write("\n\n".join(rows))
+def forward_speed(paths, block_size, rounds, tokens=8192):
+    """Forward tokens/s of each checkpoint's model (evaluation, no gradients), measured side by side:
+    every round runs each model once in turn, reversed every other round; medians over rounds."""
+    import torch
+    sys.path.insert(0, ROOT)
+    from checkpoint import load_model
+    torch.manual_seed(0)
+    models = {label: load_model(path)[0].eval() for label, path in paths.items()}
+    vocab = next(iter(models.values())).config.vocab_size
+    x = torch.randint(vocab, (max(1, tokens // block_size), block_size))
+    times = {label: [] for label in models}
+    with torch.no_grad():
+        for m in models.values():
+            m(x)  # warm-up
+        for r in range(rounds):
+            for label in list(models) if r % 2 == 0 else list(models)[::-1]:
+                t0 = time.perf_counter()
+                models[label](x)
+                times[label].append(time.perf_counter() - t0)
+    return {label: x.numel() / statistics.median(t) for label, t in times.items()}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    p.add_argument('--out_dir', default=os.path.join('checks', 'demo'), help='everything the demo writes')
+    p.add_argument('--out_dir', default=None, help='everything the demo writes (default out/demo, or out/demo_quick)')
     p.add_argument('--quick', action='store_true', help='a seconds-long smoke run of the same pipeline')
     args = p.parse_args()
-    import torch  # only to see whether there is a GPU
-    setting = 'quick' if args.quick else ('gpu' if torch.cuda.is_available() else 'cpu')
-    s = SETTINGS[setting]
-    out = os.path.abspath(args.out_dir)
+    s = QUICK if args.quick else FULL
+    out = os.path.abspath(args.out_dir or os.path.join(ROOT, 'out', 'demo_quick' if args.quick else 'demo'))
+    check_destination(out, kind='dir')
     logs = os.path.join(out, 'logs')
     os.makedirs(logs, exist_ok=True)
     d = s['n_embd']
     paths = dict(teacher=os.path.join(out, 'teacher'), student=os.path.join(out, 'student'),
                  init=os.path.join(out, f'kron_{d}_{d}_1_vl.pt'), hf=os.path.join(out, 'student_hf'))
     t_start = time.time()
-    print(f"demo ({setting} setting), writing to {out}")
+    print(f"demo{' (--quick)' if args.quick else ''}: writing to {out}", flush=True)
 
-    run_stage('prepare', ['data/wikitext103_valid/prepare.py'], logs, show=('train ',))
-    run_stage('teacher', ['train.py', 'config/demo_teacher.py', f"--out_dir={paths['teacher']}",
-                          *s['model'], *s['teacher']], logs, show=('model:', 'eval '))
+    def stage(name, cmd):
+        cmd = [str(c) for c in cmd]
+        print(f"[{name}] python {' '.join(cmd)}", flush=True)
+        t0 = time.time()
+        text = run_script(cmd, os.path.join(logs, f'{name}.log'), threads=s['threads'], echo=show)
+        print(f"    done in {time.time() - t0:.1f} s ({clock(time.time() - t_start)} in all)", flush=True)
+        return text
+
+    # the quick run prepares its own copy of the data: it never writes into the repository's data/
+    data = os.path.join(out, 'data') if args.quick else os.path.join(ROOT, 'data', 'wikitext103_valid_char')
+    stage('prepare', ['data/wikitext103_valid_char/prepare.py', '--out_dir', data])
+    dataset = [f'--dataset={data}']
+    stage('teacher', ['train.py', 'config/mini_teacher.py', f"--out_dir={paths['teacher']}", *dataset,
+                      *s['model'], *s['teacher']])
     # the analogue of the 81M model's `768 768 1`: A is (n_embd, n_embd), B is (1, 4)
-    run_stage('decompose', ['kron_decompose.py', str(d), str(d), '1', '--init', 'vl',
-                            '--from', os.path.join(paths['teacher'], 'best.pt'), '--out', paths['init']], logs)
-    run_stage('student', ['train.py', 'config/demo_student.py', f"--init_from={paths['init']}",
-                          f"--out_dir={paths['student']}", *s['student']], logs, show=('model:', 'eval '))
-    run_stage('convert', ['krony_to_gpt.py', os.path.join(paths['student'], 'best.pt'), paths['hf'], '--force'], logs)
+    stage('decompose', ['kron_decompose.py', d, d, 1, '--from', os.path.join(paths['teacher'], 'best.pt'),
+                        '--out', paths['init'], '--force'])
+    stage('student', ['train.py', 'config/mini_student.py', f"--init_from={paths['init']}",
+                      f"--out_dir={paths['student']}", *dataset, *s['student']])
+    stage('export', ['krony_to_gpt.py', os.path.join(paths['student'], 'best.pt'), paths['hf'], '--force'])
 
-    if s['eval_chars']:
-        text = os.path.join(out, 'wiki103_test_head.txt')
-        write_eval_text(text, s['eval_chars'])
-        data = ['--text_file', text]
-        what = f"first {s['eval_chars'] // 1000} kB of WikiText-103 test"
-    else:
-        data = ['wiki103']
-        what = 'WikiText-103 test'
-    rows = [('teacher (dense, trained)', os.path.join(paths['teacher'], 'best.pt')),
+    text = wikitext_test_head(s['test_chars'], os.path.join(out, 'test_text.txt'))
+    what = 'WikiText-103 test' + (f", first {s['test_chars']:,} characters" if s['test_chars'] else '')
+    rows = [('teacher (dense)', os.path.join(paths['teacher'], 'best.pt')),
             ('student at init (Kronecker VL)', paths['init']),
             ('student trained (HF export)', paths['hf'])]
     results = []
     for i, (label, model) in enumerate(rows):
         js = os.path.join(out, f'eval_{i}.json')
-        run_stage(f'eval_{i}', ['perplexity_eval.py', model, *data, '--json', js], logs)
+        stage(f'eval_{i}', ['perplexity_eval.py', model, '--text_file', text, '--json', js])
         with open(js) as f:
-            res = json.load(f)
-        results.append((label, res['params_paper'], next(iter(res['results'].values()))['ppl']))
-    # the HF export folds the factors into dense matrices; the student's size is its factored one
-    results[2] = (results[2][0], results[1][1], results[2][2])
+            results.append(next(iter(json.load(f)['results'].values())))
+    print("[speed] forward tokens/s, side by side in this process", flush=True)
+    ckpts = {label: path for (label, path) in rows[:2]}
+    ckpts['student trained (HF export)'] = os.path.join(paths['student'], 'best.pt')  # the factored model
+    speed = forward_speed(ckpts, 32 if args.quick else 256, s['speed_rounds'])
 
-    print(f"\nperplexity on held-out text ({what}; perplexity_eval.py's default window protocol)")
-    print(f"{'model':<32} {'params':>12} {'ppl':>10}")
-    for label, n, ppl in results:
-        print(f"{label:<32} {n:>12,} {ppl:>10.2f}")
-    print(f"\ntotal {time.time() - t_start:.0f} s; logs in {logs}")
+    sys.path.insert(0, ROOT)
+    from checkpoint import load_model
+    sizes = [load_model(path)[0] for path in ckpts.values()]
+    print(f"\nheld-out text: {what} ({results[0]['n_tokens']:,} characters; perplexity_eval.py's window "
+          f"protocol, {results[0]['max_length']}-character windows)")
+    print(f"{'model':<32} {'params':>9} {'MLP params':>11} {'ppl/char':>9} {'bits/byte':>10} {'forward tok/s':>14}")
+    for (label, _), res, m, tps in zip(rows, results, sizes, speed.values()):
+        print(f"{label:<32} {m.num_params():>9,} {m.mlp_params():>11,} {res['ppl']:>9.3f} {res['bpb']:>10.4f} {tps:>14,.0f}")
+    teacher, student = sizes[0], sizes[2]
+    print(f"\nstudent / teacher: {student.num_params() / teacher.num_params():.2f}x the parameters, "
+          f"{speed[rows[2][0]] / speed[rows[0][0]]:.2f}x the forward speed; the student trained on "
+          f"{tokens_seen(os.path.join(logs, 'student.log')) / tokens_seen(os.path.join(logs, 'teacher.log')):.2f}x "
+          f"the teacher's tokens")
+    print(f"total {clock(time.time() - t_start)}; logs in {logs}")
+
+
+def tokens_seen(log_path):
+    """Tokens a train.py run trained on: its steps times the tokens per step, from its log."""
+    with open(log_path) as f:
+        text = f.read()
+    per_step = int(re.search(r'\| ([\d,]+) tokens per iteration', text).group(1).replace(',', ''))
+    steps = int(re.search(r'^done: (\d+) iterations', text, re.M).group(1))
+    return per_step * steps
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -19,7 +19,9 @@ import os
 import sys
 import time
 
-from compare import ROOT, Runner, parse_train_log, write_results
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import cli  # noqa: E402
+from compare import ROOT, Runner, parse_train_log, write_results  # noqa: E402
 
 VARIANTS = {
     'baseline': ('no tricks', {}),
@@ -71,7 +73,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from factored import KRON_PATHS, KronLinear, kron_costs, kron_shapes
 from model import GPT, GPTConfig, MLP
 
-# multiply-adds of one factored c_fc per token relative to dense, cheaper order (reference table)
+# multiply-adds of one factored c_fc per token relative to dense, cheaper order (docs/reference.md)
 MAC_RATIOS = {(768, 768, 1): 0.25, (384, 3072, 1): 0.50, (256, 1024, 2): 0.67, (256, 1024, 4): 1.34,
               (32, 64, 1): 0.05}
 

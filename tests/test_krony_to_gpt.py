@@ -103,13 +103,13 @@ def test_export_failure_leaves_nothing(tmp_path, monkeypatch):
         raise ValueError('tokenizer files missing')
     monkeypatch.setattr(tokenizer, 'gpt2_hf_tokenizer', broken)
     with pytest.raises(ValueError, match='tokenizer files missing'):
-        export(tiny('kron'), tmp_path / 'new')
+        export(tiny('kron'), tmp_path / 'new', tok=tokenizer.GPT2BPE())
     assert os.listdir(tmp_path) == []
     # with --force a failure keeps the previous directory as it was
     (tmp_path / 'old').mkdir()
     (tmp_path / 'old' / 'keep.txt').write_text('previous export')
     with pytest.raises(ValueError, match='tokenizer files missing'):
-        export(tiny('kron'), tmp_path / 'old', force=True)
+        export(tiny('kron'), tmp_path / 'old', force=True, tok=tokenizer.GPT2BPE())
     assert sorted(os.listdir(tmp_path)) == ['old'] and os.listdir(tmp_path / 'old') == ['keep.txt']
 
 
@@ -180,3 +180,45 @@ def test_cli_bad_input(cli, case, out, expected):
     else:
         assert not out.exists()
     assert not [f for f in os.listdir(cli.dir) if '.tmp' in f]
+
+
+def test_character_model_export_and_hf_loss_equal_perplexity_eval(tmp_path):
+    """A character checkpoint (its vocabulary stored, as train.py does) through krony_to_gpt.py's
+    command line: AutoTokenizer + AutoModelForCausalLM load it offline, with the checkpoint's ids,
+    and HF's own loss on a window equals perplexity_eval.py's for that window."""
+    import json
+    import math
+    import subprocess
+    import sys
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from tokenizer import CharTokenizer
+    with open(os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.valid.tokens'), encoding='utf-8') as f:
+        chars = CharTokenizer.build(f.read(20_000), unk=True)
+    model = tiny('kron', vocab_size=chars.vocab_size, block_size=64)
+    ckpt = tmp_path / 'char.pt'
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'vocab': chars.to_meta()}, ckpt)
+    run = lambda *a: subprocess.run([sys.executable, *map(str, a)], cwd=ROOT, capture_output=True, text=True)
+    out = run('krony_to_gpt.py', ckpt, tmp_path / 'hf')
+    assert out.returncode == 0, out.stderr
+    assert f'tokenizer: characters ({chars.vocab_size})' in out.stdout
+    window = " = Valkyria Chronicles = \n\n Senjō no Valkyria 3 : 日本 Unrecorded"
+    (tmp_path / 'window.txt').write_text(window, encoding='utf-8')
+    tok = AutoTokenizer.from_pretrained(tmp_path / 'hf')
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / 'hf').eval()
+    ids = tok(window, add_special_tokens=False)['input_ids']
+    assert ids == chars.encode(window) and len(ids) <= 64
+    with torch.no_grad():
+        hf_loss = hf(torch.tensor([ids]), labels=torch.tensor([ids])).loss.item()
+    out = run('perplexity_eval.py', tmp_path / 'hf', '--text_file', tmp_path / 'window.txt', '--json', tmp_path / 'r.json')
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / 'r.json').read_text())['results']['window.txt']
+    assert res['n_windows'] == 1 and res['nll'] == pytest.approx(hf_loss, rel=1e-5)
+    assert res['tokenizer'].startswith('TokenizersBackend') or 'characters' in res['tokenizer']
+    # bits per byte: the total in bits over the bytes of every character but the first
+    n_bytes = len(window.encode('utf-8')) - len(window[0].encode('utf-8'))
+    assert res['bpb'] == pytest.approx(hf_loss * (len(ids) - 1) / math.log(2) / n_bytes, rel=1e-5)
+    # the checkpoint itself is scored with the same vocabulary
+    out = run('perplexity_eval.py', ckpt, '--text_file', tmp_path / 'window.txt', '--json', tmp_path / 'c.json')
+    assert out.returncode == 0, out.stderr
+    res_ckpt = json.loads((tmp_path / 'c.json').read_text())['results']['window.txt']
+    assert res_ckpt['nll'] == pytest.approx(hf_loss, rel=1e-4) and res_ckpt['tokenizer'] == f'characters ({chars.vocab_size})'

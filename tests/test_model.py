@@ -4,7 +4,7 @@ import torch
 
 from model import GPT, GPTConfig
 
-# (dim1, dim2, factors) -> paper parameter count for GPT-2 small (REFERENCE.md)
+# (dim1, dim2, factors) -> paper parameter count for GPT-2 small (docs/reference.md)
 PAPER_COUNTS = {
     (768, 768, 1): 81_972_576,
     (384, 3072, 1): 96_128_304,

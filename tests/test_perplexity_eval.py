@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import perplexity_eval as pe
+from tokenizer import get_encoding
 from checkpoint import load_model, model_from_checkpoint, save_checkpoint
 from model import GPT, GPTConfig
 
@@ -245,7 +246,7 @@ def test_cli_checkpoint_text_file(tmp_path, kron_ckpt):
     assert row['protocol'] == 'token' and 'token-mean, max_length 64, stride 32' in row['description']
     model = model_from_checkpoint(torch.load(kron_ckpt, weights_only=False)).eval()
     assert res['params_paper'] == model.num_params('paper')
-    ids = torch.tensor(pe.get_encoding().encode_ordinary(text.read_text(encoding='utf-8')))
+    ids = torch.tensor(get_encoding().encode_ordinary(text.read_text(encoding='utf-8')))
     assert row['ppl'] == pytest.approx(pe.perplexity(model, ids, 64, 32, protocol='token')['ppl'], rel=1e-5)
 
 
@@ -271,14 +272,20 @@ def test_main_hf_dir_all_three(tmp_path, tiny_hf_dir, small_data, monkeypatch, c
     out = tmp_path / 'all.json'
     main_in_process(monkeypatch, tiny_hf_dir, '--data_dir', small_data, '--json', out, '--batch_size', 2)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ['model', 'params', 'wikitext-103', 'wikitext-2', 'LAMBADA']
+    assert lines[0].split() == ['params', 'wikitext-103', 'wikitext-2', 'LAMBADA']
+    assert lines[1].startswith(tiny_hf_dir) and lines[2].startswith('bits per byte')
+    assert 'tokenizer: GPT-2 BPE' in lines[3]
     res = json.loads(out.read_text())
     assert list(res['results']) == ['wiki103', 'wiki2', 'lambada']
     assert res['params_paper'] == load_model(tiny_hf_dir)[0].num_params('paper')
     for name, row in res['results'].items():
         assert row['n_tokens'] == len(pe.tokenize(pe.eval_text(name, data_dir=str(small_data))))
         assert row['protocol'] == 'window' and row['max_length'] == row['stride'] == 128
-        assert f"{row['ppl']:.2f}" in lines[1]
+        assert f"{row['ppl']:.2f}" in lines[1] and f"{row['bpb']:.4f}" in lines[2]
+        # bits per byte with GPT-2's tokens: the total NLL over the bytes of all but the first token
+        text = pe.eval_text(name, data_dir=str(small_data))
+        first = len(get_encoding().decode_single_token_bytes(get_encoding().encode_ordinary(text)[0]))
+        assert row['bpb'] == pytest.approx(row['nll_sum'] / math.log(2) / (len(text.encode('utf-8')) - first))
     assert 'wikitext-103-v1 test (tokenized)' in res['results']['wiki103']['description']
 
 

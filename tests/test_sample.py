@@ -44,10 +44,10 @@ def test_character_model_and_seeds(tmp_path):
     save_checkpoint({'model': model.state_dict(), 'model_args': vars(model.config).copy()}, ckpt)
     out = run(ckpt, '--prompt=to be', '--num_samples=2', '--max_new_tokens=20', f'--meta={meta}', '--seed=3')
     assert out.returncode == 0, out.stderr
-    encode, decode = sample.codec(str(meta))
-    want = sample.generate(model, encode('to be'), 2, 20, 0.8, 200, 3, 'cpu')
-    assert out.stdout == ''.join(decode(ids) + '\n' + SEP for ids in want)
-    assert want != sample.generate(model, encode('to be'), 2, 20, 0.8, 200, 4, 'cpu')
+    tok = sample.read_meta_tokenizer(str(meta))
+    want = sample.generate(model, tok.encode('to be'), 2, 20, 0.8, 200, 3, 'cpu')
+    assert out.stdout == ''.join(tok.decode(ids) + '\n' + SEP for ids in want)
+    assert want != sample.generate(model, tok.encode('to be'), 2, 20, 0.8, 200, 4, 'cpu')
     assert all(len(ids) == 5 + 20 for ids in want)
     with pytest.raises(ValueError, match="outside the model's vocabulary"):
-        encode('TO BE')
+        tok.encode('TO BE')

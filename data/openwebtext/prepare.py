@@ -11,13 +11,16 @@ About 54 GB of hub download and cache; the result is 17 GB. Rerunning rebuilds t
 """
 
 import argparse
+import json
 import os
 import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', '..'))  # tokenizer.py at the repository root
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
+import cli  # noqa: E402
+from files import check_destination, read_text  # noqa: E402
 
 SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents as theirs
 VAL_FRACTION = 0.0005
@@ -33,10 +36,7 @@ def load_documents(files, hf_name, hf_revision, num_proc):
             raise ValueError(f"load_dataset({hf_name!r}) failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                              f"try --hf_revision refs/convert/parquet, or pass local .txt / .jsonl files") from None
     for path in files:
-        if not os.path.isfile(path):
-            raise ValueError(f"{path} does not exist; pass .txt files (one document each) or .jsonl files ({{'text': ...}} per line)")
-        if not path.endswith(('.txt', '.jsonl')):
-            raise ValueError(f"{path}: expected a .txt (one document) or a .jsonl file")
+        check_local_file(path)
     parts = []
     txt = [p for p in files if p.endswith('.txt')]
     jsonl = [p for p in files if p.endswith('.jsonl')]
@@ -45,6 +45,27 @@ def load_documents(files, hf_name, hf_revision, num_proc):
     if jsonl:
         parts.append(load_dataset('json', data_files=jsonl, split='train').select_columns(['text']))
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def check_local_file(path):
+    """Raise ValueError naming the file (and the line) for anything that is not a non-empty .txt
+    document or a .jsonl file of {"text": ...} objects, before any tokenizing."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} does not exist; pass .txt files (one document each) or .jsonl files ({{'text': ...}} per line)")
+    if not path.endswith(('.txt', '.jsonl')):
+        raise ValueError(f"{path}: expected a .txt (one document) or a .jsonl file")
+    read_text(path)  # empty or not UTF-8
+    if path.endswith('.jsonl'):
+        with open(path, encoding='utf-8') as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
+                if not isinstance(row, dict) or not isinstance(row.get('text'), str):
+                    raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
 
 
 def encode_document(example):
@@ -58,7 +79,7 @@ def write_split(dset, path, desc):
     """Concatenate the 'ids' column into a uint16 memmap, in shards so memory stays small."""
     from tqdm import tqdm
     total = int(np.sum(dset['len'], dtype=np.uint64))
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.partial"  # the same name every run: a killed run leaves no pile of copies
     arr = np.memmap(tmp, dtype=np.uint16, mode='w+', shape=(total,))
     n_shards = min(1024, len(dset))
     idx = 0
@@ -98,11 +119,9 @@ def main():
     p.add_argument('--hf_name', default='Skylion007/openwebtext')
     p.add_argument('--hf_revision', default='')
     args = p.parse_args()
+    check_destination(args.out_dir, kind='dir')
     prepare(args.files, args.out_dir, args.num_proc, args.hf_name, args.hf_revision)
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)
