@@ -1,5 +1,6 @@
 """
-GPT's output layer and the losses over its logits: the one place that knows the CPU layout trick.
+GPT's output layer and the losses over its logits (next-token loss, distillation): the one place
+that knows the CPU layout trick.
 
 On CPU, MKL runs GPT-2's vocabulary product h @ W^T, with its odd 50,257 rows, markedly slower
 than W @ h^T. lm_logits therefore computes W @ h^T there, a (vocab, B*T) array, and returns it as
@@ -55,3 +56,28 @@ def log_softmax(logits):
     if logits.stride(-1) == 1:
         return F.log_softmax(logits, dim=-1)
     return logits - torch.logsumexp(logits, -1, keepdim=True)
+
+
+def kd_kl(student_logits, teacher_logits, temperature):
+    """Mean over positions of KL(softmax(teacher/T) || softmax(student/T)); logits (..., vocab)."""
+    s = log_softmax(student_logits.float() / temperature)
+    t = log_softmax(teacher_logits.float() / temperature)
+    return (t.exp() * (t - s)).sum(-1).mean()
+
+
+def cosine_loss(student_h, teacher_h):
+    """Mean over positions of 1 - cos(h_student, h_teacher); hidden states (..., n_embd)."""
+    return (1 - F.cosine_similarity(student_h.float(), teacher_h.float(), dim=-1)).mean()
+
+
+def distill_loss(lm_loss, student, teacher, c):
+    """DistilGPT2's loss (train.py's kd_* keys in c): kd_alpha_clm * LM + kd_alpha_ce * T^2 *
+    KL(teacher_T || student_T) + kd_alpha_cos * (1 - cos(h_student, h_teacher)); student and teacher
+    are (logits, last hidden states). T^2 keeps the soft term's gradient scale independent of T
+    (Hinton et al.)."""
+    loss = c.kd_alpha_clm * lm_loss
+    if c.kd_alpha_ce:
+        loss = loss + c.kd_alpha_ce * c.kd_temperature ** 2 * kd_kl(student[0], teacher[0], c.kd_temperature)
+    if c.kd_alpha_cos:
+        loss = loss + c.kd_alpha_cos * cosine_loss(student[1], teacher[1])
+    return loss

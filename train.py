@@ -29,7 +29,6 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import cli
@@ -37,7 +36,7 @@ from checkpoint import load_checkpoint, load_model, model_from_checkpoint, model
 from configurator import load_config, usage
 from files import check_destination
 from inrank import start as inrank_start, update as inrank_update
-from logits import log_softmax
+from logits import distill_loss
 from model import GPT, GPTConfig
 from tokenizer import read_meta
 
@@ -110,29 +109,6 @@ def get_lr(it, c):
         return c.min_lr
     ratio = (it - c.warmup_iters) / (c.lr_decay_iters - c.warmup_iters)
     return c.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (c.learning_rate - c.min_lr)
-
-
-def kd_kl(student_logits, teacher_logits, temperature):
-    """Mean over positions of KL(softmax(teacher/T) || softmax(student/T)); logits (..., vocab)."""
-    s = log_softmax(student_logits.float() / temperature)
-    t = log_softmax(teacher_logits.float() / temperature)
-    return (t.exp() * (t - s)).sum(-1).mean()
-
-
-def cosine_loss(student_h, teacher_h):
-    """Mean over positions of 1 - cos(h_student, h_teacher); hidden states (..., n_embd)."""
-    return (1 - F.cosine_similarity(student_h.float(), teacher_h.float(), dim=-1)).mean()
-
-
-def distill_loss(lm_loss, student, teacher, c):
-    """DistilGPT2's loss; student and teacher are (logits, last hidden states). T^2 keeps the soft
-    term's gradient scale independent of T (Hinton et al.)."""
-    loss = c.kd_alpha_clm * lm_loss
-    if c.kd_alpha_ce:
-        loss = loss + c.kd_alpha_ce * c.kd_temperature ** 2 * kd_kl(student[0], teacher[0], c.kd_temperature)
-    if c.kd_alpha_cos:
-        loss = loss + c.kd_alpha_cos * cosine_loss(student[1], teacher[1])
-    return loss
 
 
 def draw_offsets(gen, n_tokens, block_size, shape):

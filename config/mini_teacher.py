@@ -11,15 +11,15 @@ n_embd = 96
 block_size = 256
 dropout = 0.0
 
-batch_size = 16
-gradient_accumulation_steps = 1   # 4,096 characters per step
-learning_rate = 2e-3
-min_lr = 2e-4
-warmup_iters = 100
-max_iters = 2000
-lr_decay_iters = 2000
+batch_size = 8
+gradient_accumulation_steps = 1   # 2,048 characters per step
+learning_rate = 3e-3
+min_lr = 3e-4
+warmup_iters = 200
+max_iters = 4000                  # 8.2M characters, 8 passes over the training text
+lr_decay_iters = 4000
 
-eval_interval = 100
-eval_iters = 10
-log_interval = 50
+eval_interval = 200
+eval_iters = 20
+log_interval = 100
 compile = False

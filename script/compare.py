@@ -14,13 +14,13 @@ GPT-2's architecture at 6 layers x 96 wide; its own vocabulary of 143 characters
 embedding small, so that, as in GPT-2 small, the MLPs are most of the model.
 
 Every stage runs the toolkit's own scripts as subprocesses (logs in OUT/logs/), `jobs` at a time
-with one thread each: train.py for the teacher; kron_decompose.py / compress.py for each
-student's initialisation; train.py for every student and seed (the same number of steps and
-tokens, fewer than the teacher's; the seed sets the data order and any random init); then
-perplexity_eval.py of the checkpoint with the lowest validation loss. The settings below were
-fixed before any student was trained and are not tuned to a result; there is no learning-rate
-sweep: every student trains with the same schedule (InRank, which starts from scratch, with the
-teacher's).
+with one thread each: train.py config/mini_teacher.py for the teacher; kron_decompose.py /
+compress.py for each student's initialisation; train.py config/mini_student.py for every student
+and seed (the same steps and tokens for all, an eighth of the teacher's; the seed sets the data
+order and any random init); then perplexity_eval.py of the checkpoint with the lowest validation
+loss. The configs and SETTINGS were fixed before any student was trained and are not tuned to a
+result; there is no learning-rate sweep: every student trains with the same schedule, and the
+two that start from scratch (InRank, dense) with the teacher's learning rate.
 
 Writes OUT/results.json (every run), OUT/results.md (the variant table, the claims table, the
 settings) and OUT/val_curves.png (validation loss per variant: mean over seeds, band min-max).
@@ -45,17 +45,28 @@ from stages import ROOT, Progress, clock, parse_train_log, run_script, wikitext_
 
 DATASET = 'wikitext103_valid_char'
 
-# fixed before the first run; the default fits the 90-minute budget on 2 CPU cores
+TEACHER, STUDENT = 'config/mini_teacher.py', 'config/mini_student.py'
+# fixed before the first run: the seeds, the test text, InRank's ranks; the models and schedules
+# are the two config files'. --quick shrinks everything to a smoke test.
 SETTINGS = {
-    'default': dict(n_layer=6, n_head=4, n_embd=96, block_size=256, batch_size=16, eval_iters=10,
-                    teacher_iters=2000, teacher_lr=2e-3, teacher_eval_interval=100,
-                    student_iters=250, student_lr=1e-3, student_eval_interval=25,
-                    seeds=(0, 1, 2), test_chars=250_000, inrank_init_modes=2, inrank_buffer_modes=12),
-    'quick': dict(n_layer=2, n_head=2, n_embd=24, block_size=32, batch_size=4, eval_iters=2,
-                  teacher_iters=12, teacher_lr=3e-3, teacher_eval_interval=6,
-                  student_iters=4, student_lr=1e-3, student_eval_interval=2,
-                  seeds=(0,), test_chars=3_000, inrank_init_modes=2, inrank_buffer_modes=2),
+    'default': dict(seeds=(0, 1, 2), test_chars=250_000, inrank_init_modes=2, inrank_buffer_modes=12,
+                    teacher=[], student=[]),
+    'quick': dict(seeds=(0,), test_chars=3_000, inrank_init_modes=2, inrank_buffer_modes=2,
+                  teacher=['--n_layer=2', '--n_head=2', '--n_embd=24', '--block_size=32', '--batch_size=4',
+                           '--max_iters=12', '--lr_decay_iters=12', '--warmup_iters=2', '--eval_interval=6',
+                           '--eval_iters=2', '--log_interval=3'],
+                  student=['--n_layer=2', '--n_head=2', '--n_embd=24', '--block_size=32', '--batch_size=4',
+                           '--max_iters=4', '--lr_decay_iters=4', '--warmup_iters=1', '--eval_interval=2',
+                           '--eval_iters=2', '--log_interval=1']),
 }
+
+
+def resolved(config, overrides):
+    """The train.py config that a config file plus overrides give (train.py's own reading)."""
+    sys.path.insert(0, ROOT)
+    import train
+    from configurator import load_config
+    return load_config(train.DEFAULTS, [os.path.join(ROOT, config), *overrides])
 # DistilGPT2's public training command: the loss weights and the frozen position embeddings
 DISTIL = dict(kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0, kd_temperature=2.0, freeze_pos_emb=True)
 
@@ -118,15 +129,12 @@ CLAIMS = [
 ]
 
 
-def train_args(s, out_dir, iters, lr, eval_interval, seed, init_from='scratch', **extra):
-    """train.py overrides shared by every run: the same data, batches, evaluation batches, schedule shape."""
-    args = dict(out_dir=out_dir, init_from=init_from, dataset=s['dataset'], batch_size=s['batch_size'],
-                gradient_accumulation_steps=1, block_size=s['block_size'], eval_iters=s['eval_iters'],
-                eval_interval=eval_interval, log_interval=max(1, iters // 20), max_iters=iters,
-                learning_rate=lr, min_lr=lr / 10, warmup_iters=max(1, iters // 20), lr_decay_iters=iters,
-                n_layer=s['n_layer'], n_head=s['n_head'], n_embd=s['n_embd'], seed=seed, compile=False)
-    args.update(extra)
-    return [f'--{k}={v}' for k, v in args.items()]
+def train_args(s, who, out_dir, seed, **extra):
+    """train.py's command line for the teacher or a student: its config file, the setting's
+    overrides, then this run's."""
+    config, overrides = (TEACHER, s['teacher']) if who == 'teacher' else (STUDENT, s['student'])
+    args = dict(out_dir=out_dir, dataset=s['dataset'], seed=seed, **extra)
+    return ['train.py', config, *overrides, *[f'--{k}={v}' for k, v in args.items()]]
 
 
 class Experiment:
@@ -152,8 +160,7 @@ class Experiment:
 
     def train_teacher(self):
         s = self.s
-        log = self.run('teacher', ['train.py', *train_args(s, os.path.dirname(self.teacher), s['teacher_iters'],
-                                                           s['teacher_lr'], s['teacher_eval_interval'], 0)],
+        log = self.run('teacher', train_args(s, 'teacher', os.path.dirname(self.teacher), 0),
                        threads=self.jobs)  # the teacher alone uses every core
         return dict(parse_train_log(log), **self.test_eval('teacher', self.teacher))
 
@@ -173,11 +180,13 @@ class Experiment:
             if name == 'random':
                 init = self.make_init(f'random_s{seed}', [('kron_decompose.py', [*self.k81, 1, '--init', 'random',
                                                                                 '--seed', seed])])
-            init_from = init or 'scratch'
-            lr = s['teacher_lr'] if init is None else s['student_lr']
-            teacher = dict(kd_teacher=self.teacher) if extra.get('kd_alpha_ce') else {}
-            log = self.run(f'{name}_s{seed}', ['train.py', *train_args(
-                s, out_dir, s['student_iters'], lr, s['student_eval_interval'], seed, init_from, **extra, **teacher)])
+            if init is None:  # from scratch: the teacher's learning rate, the students' steps
+                extra = dict(extra, init_from='scratch', learning_rate=s['teacher_lr'], min_lr=s['teacher_lr'] / 10)
+            else:
+                extra = dict(extra, init_from=init)
+            if extra.get('kd_alpha_ce'):
+                extra['kd_teacher'] = self.teacher
+            log = self.run(f'{name}_s{seed}', train_args(s, 'student', out_dir, seed, **extra))
             res = parse_train_log(log)
         res.update(self.test_eval(f'{name}_s{seed}', os.path.join(out_dir, 'best.pt')))
         res['mlp_params'] = mlp_params(os.path.join(out_dir, 'best.pt'))
@@ -186,17 +195,18 @@ class Experiment:
     def train_inrank(self, out_dir, seed):
         """Stage 1 from scratch with rank growth, truncation to the rank found, stage 2 at that rank."""
         s, sch = self.s, inrank_schedule(self.s['student_iters'])
-        log1 = self.run(f'inrank_s{seed}_stage1', ['train.py', *train_args(
-            s, out_dir + '_stage1', sch['stage1'], s['teacher_lr'], s['student_eval_interval'], seed,
+        lr = dict(learning_rate=s['teacher_lr'], min_lr=s['teacher_lr'] / 10)
+        log1 = self.run(f'inrank_s{seed}_stage1', train_args(
+            s, 'student', out_dir + '_stage1', seed, init_from='scratch', max_iters=sch['stage1'], **lr,
             mlp='lowrank', lowrank_rank=0, inrank=True, inrank_init_modes=s['inrank_init_modes'],
             inrank_buffer_modes=s['inrank_buffer_modes'], inrank_warmup_iter=sch['warmup'],
-            inrank_gap_iter=sch['gap'])])
+            inrank_gap_iter=sch['gap']))
         init = os.path.join(self.out, 'init', f'inrank_s{seed}_stage2.pt')
         cut = self.run(f'inrank_s{seed}_truncate', ['compress.py', 'lowrank', 'found', '--from',
                                                     os.path.join(out_dir + '_stage1', 'ckpt.pt'), '--out', init, '--force'])
         rank = int(re.search(r'keeps the largest, (\d+)', cut).group(1))
-        log2 = self.run(f'inrank_s{seed}', ['train.py', *train_args(
-            s, out_dir, s['student_iters'] - sch['stage1'], s['teacher_lr'], s['student_eval_interval'], seed, init)])
+        log2 = self.run(f'inrank_s{seed}', train_args(
+            s, 'student', out_dir, seed, init_from=init, max_iters=s['student_iters'] - sch['stage1'], **lr))
         p1, p2 = parse_train_log(log1), parse_train_log(log2)
         # stage 2's iterations continue stage 1's in the curve
         evals = p1['evals'] + [(i + sch['stage1'], t, v) for i, t, v in p2['evals'][1:]]
@@ -273,7 +283,10 @@ def markdown(s, table, teacher, runs, fresh_bpb, command, minutes):
             if c:
                 lines.append(f"| {claim} | {better} better than {worse} | {c['diff']:+.4f} ± {c['se']:.4f} "
                              f"(n={c['n']}) | {c['verdict']} |")
-    lines += ['', f"Settings: {json.dumps(dict(s, seeds=list(s['seeds'])))}; distillation: {json.dumps(DISTIL)}.",
+    shown = {k: v for k, v in s.items() if k != 'dataset'}
+    lines += ['', f"Teacher `{TEACHER}`, students `{STUDENT}` (the 'student_tokens' characters per step; "
+              f"from scratch with the teacher's learning rate); settings {json.dumps(dict(shown, seeds=list(s['seeds'])))}; "
+              f"distillation {json.dumps(DISTIL)}.",
               "val loss: train.py's mean over the same validation batches for every run (nats per character); "
               "the best one chooses the checkpoint evaluated on the test text. ± is the standard deviation "
               "over seeds. Gap kept: (fresh - student) / (fresh - teacher) in test bits per byte, with "
@@ -329,8 +342,9 @@ def main(argv=None):
         s['seeds'] = tuple(int(x) for x in args.seeds.split(','))
     if args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs} must be at least 1")
-    table = variants(s)
-    wanted = [v for v in args.only.split(',') if v] or list(table)
+    wanted = [v for v in args.only.split(',') if v]
+    table = variants(dict(n_embd=resolved(TEACHER, s['teacher'])['n_embd']))
+    wanted = wanted or list(table)
     unknown = set(wanted) - set(table)
     if unknown:
         raise ValueError(f"--only: unknown variants {sorted(unknown)}; known: {', '.join(table)}")
@@ -345,11 +359,14 @@ def main(argv=None):
     if not all(os.path.isfile(os.path.join(s['dataset'], f)) for f in ('train.bin', 'val.bin', 'meta.pkl')):
         run_script([os.path.join('data', DATASET, 'prepare.py'), '--out_dir', s['dataset']],
                    os.path.join(out, 'prepare.log'))
+    t, st = resolved(TEACHER, s['teacher']), resolved(STUDENT, s['student'])
+    s.update(n_embd=t['n_embd'], n_layer=t['n_layer'], block_size=t['block_size'], teacher_iters=t['max_iters'],
+             teacher_lr=t['learning_rate'], student_iters=st['max_iters'], student_tokens=st['batch_size'] * st['block_size'])
     ex = Experiment(s, out, args.jobs)
     n = s['n_embd']
     ex.k81 = (n, n)
-    print(f"teacher: {s['n_layer']} layers x {n}, {s['teacher_iters']} steps of "
-          f"{s['batch_size'] * s['block_size']:,} characters (log: {out}/logs/teacher.log)", flush=True)
+    print(f"teacher: {TEACHER}, {s['n_layer']} layers x {n}, {s['teacher_iters']} steps (log: "
+          f"{out}/logs/teacher.log)", flush=True)
     teacher = ex.train_teacher()
     teacher['mlp_params'] = mlp_params(ex.teacher)
     print(f"  teacher: best val loss {min(e[2] for e in teacher['evals']):.4f}, test {teacher['bpb']:.4f} "

@@ -34,8 +34,8 @@ def test_matched_rank_has_the_parameters_of_the_81m_like_kronecker(n_embd):
 
 
 def test_every_variant_of_the_default_is_a_valid_model():
-    """The shapes of SETTINGS['default'] build, and the students are the sizes the claims assume."""
-    s = compare.SETTINGS['default']
+    """The shapes of the miniature's configs build, and the students are the sizes the claims assume."""
+    s = compare.resolved(compare.TEACHER, [])
     base = dict(block_size=s['block_size'], vocab_size=143, n_layer=s['n_layer'], n_head=s['n_head'], n_embd=s['n_embd'])
     n = s['n_embd']
     with torch.device('meta'):
@@ -100,10 +100,10 @@ def test_quick_run_writes_every_result(quick):
 
 def test_quick_run_figures_agree_with_the_checkpoints(quick):
     out, res, _ = quick
-    s = compare.SETTINGS['quick']
+    s = res['settings']
     teacher = res['teacher']
     best = load_checkpoint(str(out / 'teacher' / 'best.pt'))
-    assert [e[0] for e in teacher['evals']] == list(range(0, s['teacher_iters'] + 1, s['teacher_eval_interval']))
+    assert [e[0] for e in teacher['evals']] == [0, 6, 12]  # the quick teacher: 12 steps, an eval every 6
     assert min(e[2] for e in teacher['evals']) == pytest.approx(best['best_val_loss'], abs=1e-4)
     assert teacher['params'] == GPT(GPTConfig(**best['model_args'])).num_params('paper')
     runs = {r['name']: r for r in res['runs']}

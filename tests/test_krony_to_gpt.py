@@ -222,3 +222,19 @@ def test_character_model_export_and_hf_loss_equal_perplexity_eval(tmp_path):
     assert out.returncode == 0, out.stderr
     res_ckpt = json.loads((tmp_path / 'c.json').read_text())['results']['window.txt']
     assert res_ckpt['nll'] == pytest.approx(hf_loss, rel=1e-4) and res_ckpt['tokenizer'] == f'characters ({chars.vocab_size})'
+
+
+def test_a_killed_export_is_replaced_and_a_stranger_is_not(tmp_path):
+    from files import DIR_MARK
+    partial = tmp_path / 'hf.partial'  # what an export killed half-way leaves
+    partial.mkdir()
+    (partial / DIR_MARK).write_text('')
+    (partial / 'model.safetensors').write_bytes(b'half')
+    export(tiny('dense'), tmp_path / 'hf')
+    assert sorted(os.listdir(tmp_path)) == ['hf']
+    mine = tmp_path / 'other.partial'  # a folder of the user's that happens to have that name
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('mine')
+    with pytest.raises(ValueError, match='in the way'):
+        export(tiny('dense'), tmp_path / 'other')
+    assert os.listdir(mine) == ['notes.txt'] and not (tmp_path / 'other').exists()

@@ -1,9 +1,11 @@
 """logits.py: the CPU vocabulary product and the token loss against torch's own."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.nn import functional as F
 
-from logits import lm_logits, log_softmax, token_nll
+from logits import cosine_loss, distill_loss, kd_kl, lm_logits, log_softmax, token_nll
 from model import GPT, GPTConfig
 
 
@@ -59,3 +61,32 @@ def test_log_softmax_equals_torch(layout):
         x = x.permute(2, 0, 1).contiguous().permute(1, 2, 0)
         assert x.stride(-1) != 1
     torch.testing.assert_close(log_softmax(x), F.log_softmax(x, -1), rtol=0, atol=1e-12)
+
+
+def test_distillation_loss():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
+    hs, ht = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    assert kd_kl(student, student.clone(), 2.0).abs() < 1e-6
+    T = 2.0
+    # the textbook form: sum_v p_t (log p_t - log p_s), averaged over the 10 positions
+    p_t = torch.softmax(teacher / T, -1)
+    direct = (p_t * (p_t.log() - torch.softmax(student / T, -1).log())).sum() / 10
+    got = kd_kl(student, teacher, T)
+    assert got > 0 and torch.allclose(got, direct, atol=1e-6)
+    kl = F.kl_div(F.log_softmax(student / T, -1).view(10, 11), p_t.view(10, 11), reduction='batchmean')
+    assert torch.allclose(got, kl, atol=1e-6)
+    # lm_logits' CPU layout, (vocab, B*T) in memory, takes the other log-softmax branch
+    vocab_major = student.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    assert vocab_major.stride(-1) != 1 and torch.allclose(kd_kl(vocab_major, teacher, T), direct, atol=1e-6)
+    cos = F.cosine_embedding_loss(hs.view(10, 8), ht.view(10, 8), torch.ones(10))  # HF's distiller's cosine term
+    assert torch.allclose(cosine_loss(hs, ht), cos, atol=1e-6)
+    lm = torch.tensor(3.0)
+    # DistilGPT2's weights
+    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0)
+    got = distill_loss(lm, (student, hs), (teacher, ht), c)
+    assert torch.allclose(got, 5.0 * T * T * kl + 2.0 * lm + 1.0 * cos, atol=1e-5)
+    # the (1 - alpha) LM + alpha T^2 KL form of Hinton et al.
+    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=0.25, kd_alpha_clm=0.75, kd_alpha_cos=0.0)
+    got = distill_loss(lm, (student, hs), (teacher, ht), c)
+    assert torch.allclose(got, 0.75 * lm + 0.25 * T * T * direct)

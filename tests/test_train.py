@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import ROOT
 from configurator import load_config
@@ -168,35 +167,6 @@ def test_lr_schedule():
     assert train.get_lr(110, c) == train.get_lr(10 ** 6, c) == pytest.approx(6e-5)
 
 
-def test_distillation_loss():
-    torch.manual_seed(0)
-    student, teacher = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
-    hs, ht = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
-    assert train.kd_kl(student, student.clone(), 2.0).abs() < 1e-6
-    T = 2.0
-    # the textbook form: sum_v p_t (log p_t - log p_s), averaged over the 10 positions
-    p_t = torch.softmax(teacher / T, -1)
-    direct = (p_t * (p_t.log() - torch.softmax(student / T, -1).log())).sum() / 10
-    got = train.kd_kl(student, teacher, T)
-    assert got > 0 and torch.allclose(got, direct, atol=1e-6)
-    kl = F.kl_div(F.log_softmax(student / T, -1).view(10, 11), p_t.view(10, 11), reduction='batchmean')
-    assert torch.allclose(got, kl, atol=1e-6)
-    # lm_logits' CPU layout, (vocab, B*T) in memory, takes the other log-softmax branch
-    vocab_major = student.permute(2, 0, 1).contiguous().permute(1, 2, 0)
-    assert vocab_major.stride(-1) != 1 and torch.allclose(train.kd_kl(vocab_major, teacher, T), direct, atol=1e-6)
-    cos = F.cosine_embedding_loss(hs.view(10, 8), ht.view(10, 8), torch.ones(10))  # HF's distiller's cosine term
-    assert torch.allclose(train.cosine_loss(hs, ht), cos, atol=1e-6)
-    lm = torch.tensor(3.0)
-    # DistilGPT2's weights
-    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0)
-    got = train.distill_loss(lm, (student, hs), (teacher, ht), c)
-    assert torch.allclose(got, 5.0 * T * T * kl + 2.0 * lm + 1.0 * cos, atol=1e-5)
-    # the (1 - alpha) LM + alpha T^2 KL form of Hinton et al.
-    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=0.25, kd_alpha_clm=0.75, kd_alpha_cos=0.0)
-    got = train.distill_loss(lm, (student, hs), (teacher, ht), c)
-    assert torch.allclose(got, 0.75 * lm + 0.25 * T * T * direct)
-
-
 def test_distillation_run_and_kron_init(char_data, tmp_path):
     # a Kronecker checkpoint (as kron_decompose.py writes) fixes the architecture whatever the
     # config says; with itself as teacher and only the KL term the first loss is exactly 0
@@ -216,3 +186,31 @@ def test_distillation_run_and_kron_init(char_data, tmp_path):
     assert not torch.equal(ckpt['model']['transformer.wte.weight'], kron.state_dict()['transformer.wte.weight'])
     assert ckpt['model_args']['mlp'] == 'kron' and ckpt['model_args']['n_layer'] == 1
     assert ckpt['model']['transformer.h.0.mlp.c_fc.A'].shape == (2, 4, 8)
+
+
+def test_help_lists_every_key_with_its_meaning():
+    out = subprocess.run([sys.executable, 'train.py', '--help'], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr == ''
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.startswith('  ') and ' = ' in line}
+    assert set(lines) == set(train.DEFAULTS)
+    assert "kron: c_fc's first factor is (kron_dim1, kron_dim2)" in lines['kron_dim1']  # from GPTConfig
+    assert 'weight of the cosine loss' in lines['kd_alpha_cos']                        # from train.py
+
+
+def test_log_has_an_eta_and_the_end_says_where_the_checkpoints_are(char_data, tmp_path):
+    out = run_train(f'--dataset={char_data}', f'--out_dir={tmp_path}', '--lr_decay_iters=20')
+    assert all(' | eta ' in line for line in out.stdout.splitlines() if line.startswith('iter '))
+    assert f"done: 8 iterations; checkpoints in {tmp_path}: ckpt.pt" in out.stdout
+    assert 'note: max_iters=8 < lr_decay_iters=20' in out.stdout
+
+
+def test_leftovers_of_a_killed_save_are_cleaned_and_nothing_else(char_data, stopped_run, tmp_path):
+    """A save killed half-way leaves NAME.partial (reused by the next save) or, from earlier
+    versions, NAME.tmpPID; the next run's saves remove them, and nothing else."""
+    shutil.copytree(stopped_run, tmp_path, dirs_exist_ok=True)
+    (tmp_path / 'ckpt.pt.partial').write_bytes(b'half a checkpoint')
+    (tmp_path / f'best.pt.tmp{2 ** 22 + 7}').write_bytes(b'half a checkpoint')  # above any pid: its process is gone
+    (tmp_path / 'notes.tmp7').write_text('mine')
+    run_train(f'--dataset={char_data}', DROPOUT, f'--out_dir={tmp_path}', '--init_from=resume')
+    assert sorted(os.listdir(tmp_path)) == ['best.pt', 'ckpt.pt', 'notes.tmp7']
+    assert torch.load(tmp_path / 'ckpt.pt', weights_only=False)['iter_num'] == 8
