@@ -270,3 +270,26 @@ def test_stage2_continues_stage1s_run(stage1, data, tmp_path):
     c = SimpleNamespace(decay_lr=True, learning_rate=1e-3, warmup_iters=10, lr_decay_iters=100, min_lr=1e-4)
     assert sorted(lrs) == [35, 36] and lrs[35] == pytest.approx(get_lr(35, c), rel=1e-3)
     assert torch.load(tmp_path / 'ckpt.pt', weights_only=False)['iter_num'] == 37
+
+
+def test_inrank_configs_reproduce_inranks_gpt2_runs():
+    from configurator import load_config
+    import train as train_module
+    load = lambda name: load_config(train_module.DEFAULTS, [os.path.join(ROOT, 'config', name)])
+    s1, s2 = load('inrank_stage1.py'), load('inrank_stage2.py')
+    # 512 sequences of 1024 tokens per step, 8 micro-batches per process on 8 processes
+    assert s1['gradient_accumulation_steps'] // 8 == 8 and s1['batch_size'] * s1['gradient_accumulation_steps'] == 512
+    assert (s1['max_iters'], s1['inrank_unit'], s1['inrank_warmup_iter'], s1['inrank_gap_iter']) == (130, 'forward', 200, 25)
+    assert (s1['inrank_init_modes'], s1['inrank_buffer_modes'], s1['inrank_threshold']) == (2, 100, 0.9)
+    assert s1['eval_iters'] // 8 * 2 == 2  # the two start-up batches of each process
+    assert s1['dataset'] == 'wikitext103' and s1['lowrank_init'] == 'inrank' and s1['mlp'] == 'lowrank'
+    # stage 2 resumes the same run: every setting of the schedule and the optimizer is stage 1's
+    same = ('learning_rate', 'min_lr', 'warmup_iters', 'lr_decay_iters', 'weight_decay', 'beta1', 'beta2',
+            'grad_clip', 'batch_size', 'gradient_accumulation_steps', 'block_size', 'dtype', 'dataset')
+    assert all(s1[k] == s2[k] for k in same) and s2['init_from'] == 'resume' and s2['max_iters'] == 22500
+    fixed = load('inrank_fixed_rank.py')
+    assert (fixed['inrank_init_modes'], fixed['inrank_buffer_modes']) == (254, 0) and fixed['inrank_warmup_iter'] > 10 ** 8
+    for size, shape, lr in (('m', (24, 16, 1024), 1.5e-4), ('l', (36, 20, 1280), 1.5e-4)):
+        a, b = load(f'inrank_gpt2{size}_stage1.py'), load(f'inrank_gpt2{size}_stage2.py')
+        assert (a['n_layer'], a['n_head'], a['n_embd']) == shape and a['batch_size'] * a['gradient_accumulation_steps'] == 512
+        assert all(a[k] == b[k] for k in same) and a['learning_rate'] == lr and a['dtype'] == 'float32'
