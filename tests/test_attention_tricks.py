@@ -212,3 +212,24 @@ def test_hf_export_refuses_every_form(tricks):
     with pytest.raises(ValueError, match=f"{next(iter(tricks))}='{next(iter(tricks.values()))}'"):
         check_representable(GPTConfig(**TINY, **tricks))
     check_representable(GPTConfig(**TINY))
+
+
+def test_comparison_script_quick_runs_every_form(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from conftest import ROOT
+    r = subprocess.run([sys.executable, 'script/mingpt_tricks.py', '--quick', '--out', str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row['name']: row for row in json.load(open(tmp_path / 'results.json'))['rows']}
+    assert list(rows) == ['baseline', 'mingpt_tuned', 'readme_toeplitz', 'project', 'project_mix1']
+    # the tiny model: 1 layer, 2 heads, 32 wide, block 32 (full: 2 * 32^2, Toeplitz forms: 2 * 2 * 32,
+    # the learned mix 32 / 2, the fixed shift nothing)
+    base = rows['baseline']['params']
+    assert rows['mingpt_tuned']['params'] - base == 2 * 32 * 32
+    assert rows['readme_toeplitz']['params'] - base == 2 * 2 * 32
+    assert rows['project']['params'] - base == 2 * 2 * 32 + 16
+    assert rows['project_mix1']['params'] - rows['project']['params'] == 0
+    assert all(len(row['evals']) == 2 for row in rows.values())
+    assert '| minGPT-tuned: full + shift |' in (tmp_path / 'results.md').read_text()
