@@ -71,8 +71,7 @@ inrank = False          # grow the low-rank MLP matrices' rank during training
 inrank_init_modes = 2   # starting rank, before the buffer
 inrank_buffer_modes = 100  # ranks kept beyond the ones found, and the most one check can add
 inrank_threshold = 0.9  # explained ratio that the kept ranks must pass
-inrank_unit = 'step'    # what warmup and gap count: 'step' (optimizer steps) | 'forward' (InRank's: forward calls of
-                        # each process, training micro-batches and evaluation batches; inrank.py)
+inrank_unit = 'step'    # what warmup and gap count: 'step' (optimizer steps) | 'forward' (InRank's: every forward of a process)
 inrank_warmup_iter = 200  # no rank check up to this count
 inrank_gap_iter = 25    # counts between rank checks
 # AdamW
@@ -360,6 +359,9 @@ class Run:
         """Mean loss over the same eval_iters batches every time; processes split the batches."""
         c = self.c
         self.model.eval()
+        # not through DDP, which broadcasts the buffers (a low-rank model's active ranks) at every
+        # forward: a process with fewer batches than another would leave that one waiting
+        model = self.model.module if self.ddp else self.model
         out = {}
         for split, path in self.paths.items():
             total = torch.zeros((), device=self.dev)
@@ -368,7 +370,7 @@ class Run:
                 self.inrank_event('forward')
                 x, y = get_batch(path, self.eval_offsets[split][k], c.block_size, self.dev)
                 with self.ctx:
-                    total += self.model(x, y)[1].float()
+                    total += model(x, y)[1].float()
             # every process counts as many forwards, as a distributed sampler pads the processes' shares
             for _ in range(-(-c.eval_iters // self.world) - len(batches)):
                 self.inrank_event('forward')

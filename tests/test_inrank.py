@@ -293,3 +293,18 @@ def test_inrank_configs_reproduce_inranks_gpt2_runs():
         a, b = load(f'inrank_gpt2{size}_stage1.py'), load(f'inrank_gpt2{size}_stage2.py')
         assert (a['n_layer'], a['n_head'], a['n_embd']) == shape and a['batch_size'] * a['gradient_accumulation_steps'] == 512
         assert all(a[k] == b[k] for k in same) and a['learning_rate'] == lr and a['dtype'] == 'float32'
+
+
+def test_processes_count_in_lockstep_when_evaluation_batches_do_not_split_evenly(data, tmp_path):
+    # 2 processes, 8 micro-batches per step each (16 global), eval_iters=1: process 1 has no
+    # evaluation batch of its own and counts the one it would get from a padded sampler
+    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                          'train.py', TINY, f'--dataset={data}', f'--out_dir={tmp_path}', '--max_iters=16',
+                          *STAGE1, '--gradient_accumulation_steps=16', '--eval_interval=5',
+                          '--inrank_warmup_iter=60', '--inrank_gap_iter=7'],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = inrank_counter(forward_events(16, 5), 60, 7)
+    assert len(expected) > 5 and check_iters(out.stdout) == expected
+    ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=False)
+    assert torch.equal(ckpt['weight_sums'][0], ckpt['weight_sums'][1])  # both processes grew the same ranks
