@@ -4,9 +4,7 @@ initialisation, and train.py's check schedule counted in forward calls against a
 implementation of InRank's counter, through stage 2's continued run."""
 import math
 import os
-import pickle
 import re
-import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -19,6 +17,7 @@ import inrank
 from conftest import ROOT
 from factored import LowRankLinear
 from model import GPT, GPTConfig
+from test_train import char_data  # noqa: F401 (a fixture: the tiny character corpus)
 from train import get_lr
 
 
@@ -201,20 +200,6 @@ STAGE1 = RUN + ['--mlp=lowrank', '--lowrank_init=inrank', '--n_layer=1', '--inra
                 '--inrank_threshold=1.0', '--inrank_warmup_iter=200', '--inrank_gap_iter=25']
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp('chars')
-    with open(os.path.join(ROOT, 'data', 'texts', 'tinyshakespeare', 'input.txt')) as f:
-        text = f.read()[:40_000]
-    chars = sorted(set(text))
-    ids = np.array([chars.index(ch) for ch in text], dtype=np.uint16)
-    ids[:36_000].tofile(path / 'train.bin')
-    ids[36_000:].tofile(path / 'val.bin')
-    with open(path / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': len(chars)}, f)
-    return str(path)
-
-
 def train(*args):
     out = subprocess.run([sys.executable, 'train.py', TINY, *args], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -238,11 +223,11 @@ def forward_events(max_iters, eval_interval, eval_iters=1, micro=8):
 
 
 @pytest.fixture(scope='module')
-def stage1(data, tmp_path_factory):
+def stage1(char_data, tmp_path_factory):
     """A stage-1 run of 35 steps, stopped after 20 and resumed: (out_dir, log of both parts)."""
     out_dir = tmp_path_factory.mktemp('stage1')
-    first = train(f'--dataset={data}', f'--out_dir={out_dir}', '--max_iters=20', *STAGE1)
-    return out_dir, first + train(f'--dataset={data}', f'--out_dir={out_dir}', '--max_iters=35',
+    first = train(f'--dataset={char_data}', f'--out_dir={out_dir}', '--max_iters=20', *STAGE1)
+    return out_dir, first + train(f'--dataset={char_data}', f'--out_dir={out_dir}', '--max_iters=35',
                                   '--init_from=resume', *STAGE1)
 
 
@@ -254,7 +239,7 @@ def test_train_checks_on_inranks_forward_count_across_a_resume(stage1):
     assert torch.load(out_dir / 'ckpt.pt', weights_only=False)['inrank_count'] == len(events)
 
 
-def test_stage2_continues_stage1s_run(stage1, data, tmp_path):
+def test_stage2_continues_stage1s_run(stage1, char_data, tmp_path):
     out_dir, _ = stage1
     ckpt1 = torch.load(out_dir / 'ckpt.pt', weights_only=False)
     r = subprocess.run([sys.executable, 'compress.py', 'lowrank', 'found', '--from', str(out_dir / 'ckpt.pt'),
@@ -264,7 +249,7 @@ def test_stage2_continues_stage1s_run(stage1, data, tmp_path):
     k = ckpt2['model_args']['lowrank_rank']
     assert k == 1 + 3  # init_modes 1 grown by the 3 checks
     assert ckpt2['iter_num'] == ckpt1['iter_num'] == 35
-    stdout = train(f'--dataset={data}', f'--out_dir={tmp_path}', '--init_from=resume', '--max_iters=37', *RUN)
+    stdout = train(f'--dataset={char_data}', f'--out_dir={tmp_path}', '--init_from=resume', '--max_iters=37', *RUN)
     # the step count and the learning-rate schedule go on from stage 1 (config/test_tiny.py's rates)
     lrs = {int(i): float(lr) for i, lr in re.findall(r'^iter (\d+) \| loss \S+ \| lr (\S+)', stdout, re.M)}
     c = SimpleNamespace(decay_lr=True, learning_rate=1e-3, warmup_iters=10, lr_decay_iters=100, min_lr=1e-4)
@@ -295,11 +280,11 @@ def test_inrank_configs_reproduce_inranks_gpt2_runs():
         assert all(a[k] == b[k] for k in same) and a['learning_rate'] == lr and a['dtype'] == 'float32'
 
 
-def test_processes_count_in_lockstep_when_evaluation_batches_do_not_split_evenly(data, tmp_path):
+def test_processes_count_in_lockstep_when_evaluation_batches_do_not_split_evenly(char_data, tmp_path):
     # 2 processes, 8 micro-batches per step each (16 global), eval_iters=1: process 1 has no
     # evaluation batch of its own and counts the one it would get from a padded sampler
     out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                          'train.py', TINY, f'--dataset={data}', f'--out_dir={tmp_path}', '--max_iters=16',
+                          'train.py', TINY, f'--dataset={char_data}', f'--out_dir={tmp_path}', '--max_iters=16',
                           *STAGE1, '--gradient_accumulation_steps=16', '--eval_interval=5',
                           '--inrank_warmup_iter=60', '--inrank_gap_iter=7'],
                          cwd=ROOT, capture_output=True, text=True)
