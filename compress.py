@@ -3,7 +3,7 @@ Initialise the non-Kronecker students from a trained model: low-rank MLPs by tru
 InRank's second stage, and layer truncation (DistilGPT2-style).
 
     python compress.py lowrank RANK [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--force]
-    python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt [--buffer N] [--out PATH]
+    python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt [--buffer N] [--out PATH | --resume_dir DIR]
     python compress.py truncate [--layers 0,2,4,7,9,11] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
 
     python compress.py lowrank 154        # GPT-2 small: about the parameters of Krony-PT's 768 768 1
@@ -14,7 +14,13 @@ V = sqrt(S_r) Vh_r from W's SVD, the Frobenius-nearest rank-r matrix (Eckart-You
 may be dense, Kronecker or low-rank (its dense_weight() is factorised).
 `lowrank found`: InRank's stage 2 (see inrank.py): the same truncation of an InRank stage-1
 checkpoint to the rank its growth found, the largest over the matrices of active rank minus the
-buffer (read from the checkpoint's train config `inrank_buffer_modes`, or --buffer).
+buffer (read from the checkpoint's train config `inrank_buffer_modes`, or --buffer). With
+--resume_dir DIR it writes DIR/ckpt.pt with stage 1's training state as InRank's stage 2 keeps
+it: the step count (so the learning-rate schedule goes on), the AdamW state with the moments of
+every factor sliced to the kept ranks (inrank.slice_moments), the loss scaler, the data order and
+the RNG states; `python train.py config/inrank_stage2.py` continues it with --init_from=resume.
+Without it the output is a fresh model that train.py starts from (init_from=PATH) with a new
+optimizer.
 `truncate`: a shallower model whose block i is the source's block LAYERS[i]; embeddings and the
 final LayerNorm are copied. The default keeps n_layer // 2 evenly spaced layers, which for 12
 layers gives DistilGPT2's 0, 2, 4, 7, 9, 11. Train it with distillation from the source:
@@ -102,6 +108,39 @@ def stage2_rank(model, ckpt, buffer):
     return rank, found
 
 
+def stage2_state(ckpt, src, model, rank):
+    """The train.py state of InRank's stage 2 from a stage-1 checkpoint `ckpt` of model `src`,
+    for the truncated `model` (see the module docstring)."""
+    from inrank import slice_moments
+    if not ckpt or 'optimizer' not in ckpt:
+        raise ValueError("--resume_dir needs a stage-1 checkpoint of train.py with its training state "
+                         "(out_dir/ckpt.pt), not a model-only one")
+    if ckpt.get('config', {}).get('freeze_pos_emb'):  # frozen tensors are not in the optimizer
+        for m in (src, model):
+            m.transformer.wpe.weight.requires_grad_(False)
+
+    def order(m):  # the optimizer's parameters in train.py's order: (name, tensor)
+        names = {id(p): n for n, p in m.named_parameters()}
+        return [(names[id(p)], p) for g in m.configure_optimizers(0.0, 0.0, (0.9, 0.95)).param_groups
+                for p in g['params']]
+    saved = ckpt['optimizer']
+    index = [i for g in saved['param_groups'] for i in g['params']]
+    old, new = order(src), order(model)
+    if len(index) != len(old):
+        raise ValueError(f"the checkpoint's optimizer holds {len(index)} tensors, its model {len(old)}; "
+                         f"was it written by this version of train.py?")
+    factors = {f'{n}.{f}' for n, _ in src.mlp_linears() for f in ('U', 'V')}
+    factor_of = {i: name.rsplit('.', 1)[-1] for i, (name, _) in zip(index, old) if name in factors}
+    state = slice_moments(saved['state'], factor_of, rank)
+    for i, (name, p) in zip(index, new):
+        if i in state and state[i]['exp_avg'].shape != p.shape:
+            raise ValueError(f"optimizer state of {name} is {tuple(state[i]['exp_avg'].shape)} after slicing, "
+                             f"the parameter {tuple(p.shape)}")
+    return {'optimizer': {'state': state, 'param_groups': saved['param_groups']}, 'scaler': ckpt['scaler'],
+            'iter_num': ckpt['iter_num'], 'best_val_loss': float('inf'),  # the truncated model is a new one
+            'rng': ckpt['rng'], 'data_rng': ckpt['data_rng'], 'config': ckpt.get('config', {})}
+
+
 def parse_layers(text):
     try:
         return [int(t) for t in text.split(',')]
@@ -121,9 +160,14 @@ def main(argv=None):
         s.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or checkpoint')
         s.add_argument('--out', default=None, help='default: a name under checks/ from the method')
         s.add_argument('--force', action='store_true', help='replace an existing --out file')
+    lr.add_argument('--resume_dir', default=None,
+                    help="found: write DIR/ckpt.pt with stage 1's training state, for train.py --init_from=resume")
     args = p.parse_args(argv)
     if args.method == 'lowrank' and args.rank != 'found' and not args.rank.isdigit():
         raise ValueError(f"RANK must be a positive integer or 'found', not {args.rank!r}")
+    resume_dir = getattr(args, 'resume_dir', None)
+    if resume_dir and (args.rank != 'found' or args.out):
+        raise ValueError("--resume_dir goes with 'lowrank found' and replaces --out (it writes DIR/ckpt.pt)")
     layers = parse_layers(args.layers) if args.method == 'truncate' and args.layers else None
     if args.out:
         check_destination(args.out, args.force)  # before the model is loaded
@@ -148,7 +192,8 @@ def main(argv=None):
                 print("InRank ranks found: " + ', '.join(f"{n.removeprefix('transformer.')} {r}" for n, r in found.items()))
                 print(f"stage 2 keeps the largest, {rank}, in every matrix")
                 info['ranks_found'] = found
-                out = args.out or os.path.join('checks', f'inrank_stage2_r{rank}.pt')
+                out = (os.path.join(resume_dir, 'ckpt.pt') if resume_dir
+                       else args.out or os.path.join('checks', f'inrank_stage2_r{rank}.pt'))
             else:
                 rank = int(args.rank)
                 out = args.out or os.path.join('checks', f'lowrank_{rank}.pt')
@@ -161,8 +206,11 @@ def main(argv=None):
                 print(f"{name:<28} {err:8.4f}")
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): {src.num_params(count):,} -> {model.num_params(count):,}")
+    state = stage2_state(ckpt, src, model, info['rank']) if resume_dir else {}
+    if state:
+        print(f"kept stage 1's training state at iteration {state['iter_num']}, Adam moments sliced to rank {info['rank']}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'compress': info,
-                     'vocab': (ckpt or {}).get('vocab')}, out)
+                     'vocab': (ckpt or {}).get('vocab'), **state}, out)
     print(f"done in {time.time() - t0:.1f} s; wrote {out}")
 
 

@@ -307,18 +307,30 @@ class LowRankLinear(MatrixKind):
     their initial values (up to weight decay) until they are switched on, as in InRank's repository.
     """
 
-    CONFIG_FIELDS = ('lowrank_rank',)
+    CONFIG_FIELDS = ('lowrank_rank', 'lowrank_init')
+    INITS = ('gpt2', 'inrank')
 
-    def __init__(self, in_features, out_features, rank, bias=True):
+    def __init__(self, in_features, out_features, rank, bias=True, init='gpt2'):
         super().__init__()
         if not 1 <= rank <= min(in_features, out_features):
             raise ValueError(f"low rank {rank} must be between 1 and min(in, out) = "
                              f"{min(in_features, out_features)} for a {in_features}x{out_features} matrix")
+        if init not in self.INITS:
+            raise ValueError(f"lowrank_init={init!r} is not one of {', '.join(self.INITS)}")
         self.in_features, self.out_features = in_features, out_features
-        # U like a GPT-2 weight; V's std 1/sqrt(rank) gives U @ V the std 0.02 of a dense init when
-        # every rank is in use, and proportionally less while InRank uses only some of them
-        self.U = nn.Parameter(torch.randn(in_features, rank) * 0.02)
-        self.V = nn.Parameter(torch.randn(rank, out_features) / math.sqrt(rank))
+        if init == 'gpt2':
+            # U like a GPT-2 weight; V's std 1/sqrt(rank) gives U @ V the std 0.02 of a dense init
+            # when every rank is in use, and proportionally less while InRank uses only some of them
+            U = torch.randn(in_features, rank) * 0.02
+            V = torch.randn(rank, out_features) / math.sqrt(rank)
+        else:
+            # InRank's: kaiming_uniform_(a=sqrt(5)) on its A (rank, in), then on its B (out, rank),
+            # whose fan-ins are in and rank: U = A^T within 1/sqrt(in), V = B^T within 1/sqrt(rank)
+            A, B = torch.empty(rank, in_features), torch.empty(out_features, rank)
+            nn.init.kaiming_uniform_(A, a=math.sqrt(5))
+            nn.init.kaiming_uniform_(B, a=math.sqrt(5))
+            U, V = A.t().contiguous(), B.t().contiguous()
+        self.U, self.V = nn.Parameter(U), nn.Parameter(V)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         # the buffer persists r in checkpoints; the python int avoids a device sync per forward
         self.register_buffer('active_rank', torch.tensor(rank))
@@ -327,12 +339,14 @@ class LowRankLinear(MatrixKind):
     @classmethod
     def from_config(cls, config, in_features, out_features, which):
         rank = config.lowrank_rank or lowrank_max_rank(in_features, out_features)
-        return cls(in_features, out_features, rank, bias=config.bias)
+        return cls(in_features, out_features, rank, bias=config.bias, init=config.lowrank_init)
 
     @classmethod
     def check_config(cls, config):
         if config.lowrank_rank < 0:
             raise ValueError(f"lowrank_rank={config.lowrank_rank} must be >= 0 (0: the maximum, min(in, out) // 2)")
+        if config.lowrank_init not in cls.INITS:
+            raise ValueError(f"lowrank_init={config.lowrank_init!r} is not one of {', '.join(cls.INITS)}")
 
     @classmethod
     def describe(cls, config):

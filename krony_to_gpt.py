@@ -53,10 +53,12 @@ def hf_config(config):
 
 
 def check_representable(config):
-    if config.time_weighting or config.time_mixing:
-        raise ValueError("time_weighting / time_mixing change the attention itself; GPT2LMHeadModel "
-                         "cannot represent them, so this model has no HF GPT-2 export (evaluate the "
-                         "checkpoint directly)")
+    """ValueError unless GPT2LMHeadModel computes what this config's attention computes: every form
+    of minGPT-tuned's tricks (time_weighting, time_mixing: 'full', 'toeplitz', 'shift', ...) changes it."""
+    tricks = [f"{k}={getattr(config, k)!r}" for k in ('time_weighting', 'time_mixing') if getattr(config, k)]
+    if tricks:
+        raise ValueError(f"{' and '.join(tricks)} change the attention itself; GPT2LMHeadModel cannot "
+                         f"represent them, so this model has no HF GPT-2 export (evaluate the checkpoint directly)")
 
 
 def to_hf(model):

@@ -23,6 +23,8 @@ from logits import lm_logits, token_nll
 
 # HF's GPT-2 stores these weights as Conv1D, (in, out); nn.Linear holds (out, in)
 HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+TIME_WEIGHTINGS = ('', 'full', 'toeplitz', 'toeplitz_query')  # see CausalSelfAttention
+TIME_MIXINGS = ('', 'shift', 'learned')
 
 
 @dataclass
@@ -41,11 +43,22 @@ class GPTConfig:
     kron_factors: int = 1       # kron: Kronecker products summed per matrix
     kron_scalers: bool = False  # kron: one learnable scalar per factor (paper section III-F)
     lowrank_rank: int = 0       # lowrank: rank of U @ V; 0 means InRank's maximum min(in, out) // 2
-    time_weighting: bool = False  # minGPT-tuned: distance-dependent attention weights
-    time_mixing: bool = False     # minGPT-tuned: half the channels from the previous position
-    time_mix_init: float = 0.0    # time_mixing's starting share: 0 = identity, 1 = full shift
+    lowrank_init: str = 'gpt2'  # lowrank: 'gpt2' (U ~ N(0, 0.02^2), V ~ N(0, 1/R)) | 'inrank' (InRank's kaiming-uniform)
+    # minGPT-tuned's attention tricks (CausalSelfAttention); '' is off
+    time_weighting: str = ''    # weights on the attention probabilities: 'full' | 'toeplitz' | 'toeplitz_query'
+    time_mixing: str = ''       # half the channels from the previous position: 'shift' (fixed) | 'learned'
+    time_mix_init: float = 0.0  # time_mixing='learned': starting share, 0 = identity, 1 = the fixed shift
 
     def __post_init__(self):
+        # model_args written before the tricks had several forms hold booleans; True was the
+        # project's form of each
+        if isinstance(self.time_weighting, bool):
+            self.time_weighting = 'toeplitz_query' if self.time_weighting else ''
+        if isinstance(self.time_mixing, bool):
+            self.time_mixing = 'learned' if self.time_mixing else ''
+        for name, forms in (('time_weighting', TIME_WEIGHTINGS), ('time_mixing', TIME_MIXINGS)):
+            if getattr(self, name) not in forms:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(repr, forms))}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.mlp not in KINDS:
@@ -69,6 +82,26 @@ def with_mlp(config, mlp, **kind_fields):
 # the transformer
 
 class CausalSelfAttention(nn.Module):
+    """GPT-2's attention, with minGPT-tuned's optional tricks (BlinkDL/minGPT-tuned).
+
+    time_weighting multiplies the attention probabilities, after the softmax and without
+    renormalising, by a learned (n_head, T, T) matrix W, all ones at the start (so attention is
+    unchanged at initialisation). Its forms, with parameters per layer for n_head H, block_size L:
+      'full'            W[h] a free L x L matrix per head: minGPT-tuned's model (H L^2 parameters,
+                        about half of them above the diagonal, where the probabilities are zero)
+      'toeplitz'        W[h, i, j] = w[h, L-1-(i-j)] * b[h, j] for j <= i: the parameter-saving form
+                        of minGPT-tuned's README, a Toeplitz matrix times a factor per key (2 H L)
+      'toeplitz_query'  W[h, i, j] = w[h, i-j] * g[h, i]: this project's form, a factor per query
+                        instead of per key (2 H L)
+    minGPT-tuned's optimizer decays its weighting towards zero like any weight matrix; 'full' and
+    'toeplitz' follow it (GPT.configure_optimizers), 'toeplitz_query' is exempt.
+    time_mixing replaces the first C/2 channels of the attention's input by their value one
+    position earlier (zero at the first position) before q, k and v are computed: 'shift' is
+    minGPT-tuned's fixed, parameter-free shift; 'learned' mixes the two with a learned share per
+    channel, starting at time_mix_init (0: the identity), never decayed.
+    """
+
+    DECAYED = ('time_weighting', 'time_weight', 'time_bias')  # minGPT-tuned's forms, decayed as there
 
     def __init__(self, config):
         super().__init__()
@@ -78,40 +111,49 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
-        if config.time_mixing:
-            # share of the previous position in the first half of the channels; 0 is the identity,
-            # 1 is minGPT-tuned's shift of half the channels by one position
+        self.time_mixing, self.weighting = config.time_mixing, config.time_weighting
+        H, L = config.n_head, config.block_size
+        if config.time_mixing == 'learned':
             self.time_mix = nn.Parameter(torch.full((config.n_embd // 2,), float(config.time_mix_init)))
-        if config.time_weighting:
-            # time_w[h, d] weighs a key d positions before the query (block_size parameters per
-            # head instead of block_size^2); time_gamma[h, i] rescales query i, which lets early
-            # tokens with few keys be weighted apart. Ones leave attention unchanged.
-            self.time_w = nn.Parameter(torch.ones(config.n_head, config.block_size))
-            self.time_gamma = nn.Parameter(torch.ones(config.n_head, config.block_size))
+        if self.weighting == 'full':
+            self.time_weighting = nn.Parameter(torch.ones(H, L, L))
+        elif self.weighting == 'toeplitz':
+            self.time_weight = nn.Parameter(torch.ones(H, L))    # entry L-1-d weighs distance d
+            self.time_bias = nn.Parameter(torch.ones(H, 1, L))   # one factor per key position
+        elif self.weighting == 'toeplitz_query':
+            self.time_w = nn.Parameter(torch.ones(H, L))         # entry d weighs distance d
+            self.time_gamma = nn.Parameter(torch.ones(H, L))     # one factor per query position
 
     def time_weights(self, T):
-        """(n_head, T, T) factors that multiply the attention probabilities: w[h, i - j] * gamma[h, i]
-        on and below the diagonal, zero above it."""
-        pos = torch.arange(T, device=self.time_w.device)
-        dist = pos.view(T, 1) - pos.view(1, T)  # (T, T), i - j
-        causal = dist >= 0
-        return self.time_w[:, dist.clamp(min=0)] * causal * self.time_gamma[:, :T, None]
+        """(n_head, T, T) factors that multiply the attention probabilities (see the class docstring);
+        the Toeplitz forms are zero above the diagonal."""
+        if self.weighting == 'full':
+            return self.time_weighting[:, :T, :T]
+        pos = torch.arange(T, device=self.c_attn.weight.device)
+        dist = (pos.view(T, 1) - pos.view(1, T)).clamp(min=0)  # (T, T), i - j on and below the diagonal
+        causal = torch.ones(T, T, dtype=torch.bool, device=dist.device).tril()
+        if self.weighting == 'toeplitz':
+            L = self.time_weight.shape[1]
+            return self.time_weight[:, L - 1 - dist] * causal * self.time_bias[:, :, :T]
+        return self.time_w[:, dist] * causal * self.time_gamma[:, :T, None]
 
-    def shift_mix(self, x):
-        """The first C/2 channels move towards their value one position earlier (zero before t=0)."""
-        half = self.time_mix.shape[0]
+    def time_shift(self, x):
+        """The first C/2 channels from one position earlier (zero before t=0), fixed or mixed."""
+        half = self.n_embd // 2
         x1 = x[..., :half]
         prev = F.pad(x1, (0, 0, 1, -1))  # (B, T, C/2): position t holds x1 at t-1
-        # lerp is exact at both ends: mix 0 returns x1 and mix 1 returns prev, bit for bit
-        return torch.cat([torch.lerp(x1, prev, self.time_mix.to(x.dtype)), x[..., half:]], dim=-1)
+        if self.time_mixing == 'learned':
+            # lerp is exact at both ends: mix 0 returns x1 and mix 1 returns prev, bit for bit
+            prev = torch.lerp(x1, prev, self.time_mix.to(x.dtype))
+        return torch.cat([prev, x[..., half:]], dim=-1)
 
     def forward(self, x):
         B, T, C = x.size()
-        if hasattr(self, 'time_mix'):
-            x = self.shift_mix(x)
+        if self.time_mixing:
+            x = self.time_shift(x)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if hasattr(self, 'time_w'):
+        if self.weighting:
             # the weights act after the softmax, so this path spells attention out (no fused kernel)
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
@@ -250,10 +292,15 @@ class GPT(nn.Module):
         """AdamW; decay on tensors with 2+ dims (weights, embeddings, Kronecker factors),
         none on biases, LayerNorms and per-factor scalars."""
         # the attention tricks' time_* tensors are multipliers that start at one (or a mix that
-        # starts at time_mix_init); decaying them towards zero would switch attention off
+        # starts at time_mix_init): this project's forms are not decayed towards zero, which would
+        # switch attention off; minGPT-tuned's own forms are decayed as its optimizer does
+        def decayed(n, p):
+            if '.time_' in n:
+                return n.rsplit('.', 1)[-1] in CausalSelfAttention.DECAYED
+            return p.dim() >= 2
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        decay = [p for n, p in params.items() if p.dim() >= 2 and '.time_' not in n]
-        no_decay = [p for n, p in params.items() if p.dim() < 2 or '.time_' in n]
+        decay = [p for n, p in params.items() if decayed(n, p)]
+        no_decay = [p for n, p in params.items() if not decayed(n, p)]
         groups = [{'params': decay, 'weight_decay': weight_decay},
                   {'params': no_decay, 'weight_decay': 0.0}]
         # fused: one pass over each tensor instead of several (on CPU too, since torch 2.4)

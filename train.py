@@ -35,7 +35,7 @@ import cli
 from checkpoint import load_checkpoint, load_model, model_from_checkpoint, model_source, save_checkpoint
 from configurator import load_config, usage
 from files import check_destination
-from inrank import start as inrank_start, update as inrank_update
+from inrank import Schedule as InRankSchedule, check as inrank_check, start as inrank_start
 from logits import distill_loss
 from model import GPT, GPTConfig
 from tokenizer import read_meta
@@ -71,8 +71,9 @@ inrank = False          # grow the low-rank MLP matrices' rank during training
 inrank_init_modes = 2   # starting rank, before the buffer
 inrank_buffer_modes = 100  # ranks kept beyond the ones found, and the most one check can add
 inrank_threshold = 0.9  # explained ratio that the kept ranks must pass
-inrank_warmup_iter = 200  # no rank check before this step
-inrank_gap_iter = 25    # steps between rank checks
+inrank_unit = 'step'    # what warmup and gap count: 'step' (optimizer steps) | 'forward' (InRank's: every forward of a process)
+inrank_warmup_iter = 200  # no rank check up to this count
+inrank_gap_iter = 25    # counts between rank checks
 # AdamW
 learning_rate = 6e-4    # peak learning rate
 max_iters = 600000      # optimizer steps in all
@@ -296,6 +297,10 @@ class Run:
                                                     self.device_type)
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == 'float16')
         self.iter_num, self.best_val_loss, self.resumed_at = 0, float('inf'), None
+        self.inrank = None
+        if c.inrank:  # checkpoints from before the count was saved knew only optimizer steps
+            count = ckpt.get('inrank_count', ckpt['iter_num']) if ckpt is not None else 0
+            self.inrank = InRankSchedule(c.inrank_unit, c.inrank_warmup_iter, c.inrank_gap_iter, count)
         if ckpt is not None:  # resume
             self.optimizer.load_state_dict(ckpt['optimizer'])
             self.scaler.load_state_dict(ckpt['scaler'])
@@ -331,13 +336,21 @@ class Run:
         """Mean loss over the same eval_iters batches every time; processes split the batches."""
         c = self.c
         self.model.eval()
+        # not through DDP, which broadcasts the buffers (a low-rank model's active ranks) at every
+        # forward: a process with fewer batches than another would leave that one waiting
+        model = self.model.module if self.ddp else self.model
         out = {}
         for split, path in self.paths.items():
             total = torch.zeros((), device=self.dev)
-            for k in range(self.rank, c.eval_iters, self.world):
+            batches = range(self.rank, c.eval_iters, self.world)
+            for k in batches:
+                self.inrank_event('forward')
                 x, y = get_batch(path, self.eval_offsets[split][k], c.block_size, self.dev)
                 with self.ctx:
-                    total += self.model(x, y)[1].float()
+                    total += model(x, y)[1].float()
+            # every process counts as many forwards, as a distributed sampler pads the processes' shares
+            for _ in range(-(-c.eval_iters // self.world) - len(batches)):
+                self.inrank_event('forward')
             if self.ddp:
                 dist.all_reduce(total)
             out[split] = total.item() / c.eval_iters
@@ -376,7 +389,8 @@ class Run:
                              'scaler': self.scaler.state_dict(), 'model_args': self.model_args,
                              'config': vars(self.c), 'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss,
                              'rng': [s[0] for s in states], 'weight_sums': [s[1] for s in states],
-                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab},
+                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab,
+                             **({'inrank_count': self.inrank.count} if self.inrank else {})},
                             os.path.join(self.c.out_dir, name))
 
     def evaluate_and_save(self):
@@ -405,6 +419,7 @@ class Run:
         offsets = draw_offsets(self.data_gen, self.n_train, c.block_size, (c.gradient_accumulation_steps, c.batch_size))
         loss_sum = torch.zeros((), device=self.dev)
         for micro in range(self.local_steps):
+            self.inrank_event('forward')
             x, y = get_batch(self.paths['train'], offsets[self.rank * self.local_steps + micro], c.block_size, self.dev)
             if self.ddp:  # all-reduce the gradients once, on the last micro-step
                 self.model.require_backward_grad_sync = micro == self.local_steps - 1
@@ -439,13 +454,19 @@ class Run:
 
     def after_step(self):
         """Methods that change the model between optimizer steps hook in here."""
+        self.inrank_event('step')
+
+    def inrank_event(self, event):
+        """InRank's schedule counts `event` ('forward': called before each forward of the model,
+        outside autocast; 'step': after each optimizer step) and checks the ranks when due."""
+        if self.inrank is None or not self.inrank.advance(event):
+            return
         c = self.c
-        if c.inrank:
-            changes = inrank_update(self.raw_model, self.iter_num + 1, c.inrank_warmup_iter, c.inrank_gap_iter,
-                                    c.inrank_threshold, c.inrank_buffer_modes)
-            if self.master and changes:
-                print(f"inrank {self.iter_num} | " + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
-                                                               for n, a, b in changes), flush=True)
+        changes = inrank_check(self.raw_model, c.inrank_threshold, c.inrank_buffer_modes)
+        if self.master and changes:
+            count = f"forward {self.inrank.count} | " if event == 'forward' else ''
+            print(f"inrank {self.iter_num} | {count}" + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
+                                                                for n, a, b in changes), flush=True)
 
     def log(self, loss, lr, dt, done_steps, elapsed):
         c = self.c

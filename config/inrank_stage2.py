@@ -1,26 +1,10 @@
-# InRank stage 2: the stage-1 model truncated by SVD to the rank its growth found, trained at that
-# fixed rank (an ordinary mlp='lowrank' model)
-#   python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt --out checks/inrank_stage2.pt
+# InRank stage 2 on GPT-2 small (its wt103/gpt2-in_rank_efficient_stage_2): stage 1's run goes on
+# at the rank found, as InRank's trainer resumes it: same step count and learning-rate schedule,
+# AdamW state with the factors' moments sliced to the kept ranks, to 100 epochs (22,500 steps).
+# The rank found is the largest over the matrices (InRank keeps one per matrix).
+#   python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt --resume_dir checks/inrank_stage2
 #   torchrun --standalone --nproc_per_node=8 train.py config/inrank_stage2.py
-init_from = 'checks/inrank_stage2.pt'
+include('inrank_gpt2.py')
+init_from = 'resume'              # checks/inrank_stage2/ckpt.pt, written by compress.py
 out_dir = 'checks/inrank_stage2'
-
-dataset = 'openwebtext'
-batch_size = 12
-gradient_accumulation_steps = 40
-block_size = 1024
-learning_rate = 6e-4
-min_lr = 6e-5
-warmup_iters = 200
-max_iters = 595000
-lr_decay_iters = 595000
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
-
-eval_interval = 1000
-eval_iters = 200
-eval_ppl = ['wiki103']
-log_interval = 10
-compile = True
+max_iters = 22500

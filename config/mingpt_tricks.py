@@ -1,8 +1,10 @@
 # minGPT-tuned's tinyshakespeare setting (its README: 3 layers, 8 heads, 512 wide, block 128), with
 # far fewer steps so that script/mingpt_tricks.py runs each variant in minutes on 2 CPU cores.
-# The tricks are switched on by overrides: --time_weighting=True, --time_mixing=True --time_mix_init=1.0
+# The tricks are switched on by overrides (model.py's CausalSelfAttention): minGPT-tuned's model is
+# --time_weighting=full --time_mixing=shift; its README's lighter weighting --time_weighting=toeplitz;
+# this project's forms --time_weighting=toeplitz_query --time_mixing=learned [--time_mix_init=1.0]
 #   python data/shakespeare_char/prepare.py
-#   python train.py config/mingpt_tricks.py --time_mixing=True --time_mix_init=1.0
+#   python train.py config/mingpt_tricks.py --time_weighting=full --time_mixing=shift
 out_dir = 'checks/mingpt_tricks'
 dataset = 'shakespeare_char'
 eval_interval = 150

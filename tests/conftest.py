@@ -1,7 +1,9 @@
 """Shared fixtures: tiny GPT-2-shaped models built here (no hub downloads)."""
 import os
+import pickle
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,4 +31,19 @@ def tiny_hf_dir(tmp_path_factory):
     """Directory of a tiny HF GPT-2 (2 layers, 64 wide, 128 positions, GPT-2 vocabulary)."""
     path = tmp_path_factory.mktemp('tiny_gpt2')
     make_tiny_hf(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def char_data(tmp_path_factory):
+    """A 40k-character slice of tinyshakespeare as a character dataset (train.bin, val.bin, meta.pkl)."""
+    path = tmp_path_factory.mktemp('chars')
+    with open(os.path.join(ROOT, 'data', 'texts', 'tinyshakespeare', 'input.txt')) as f:
+        text = f.read()[:40_000]
+    chars = sorted(set(text))
+    ids = np.array([chars.index(ch) for ch in text], dtype=np.uint16)
+    ids[:36_000].tofile(path / 'train.bin')
+    ids[36_000:].tofile(path / 'val.bin')
+    with open(path / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': len(chars)}, f)
     return str(path)

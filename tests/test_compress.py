@@ -151,3 +151,83 @@ def test_lowrank_and_truncated_students_export_to_hf_exactly(tiny_hf_dir):
         idx = torch.randint(0, 50257, (2, 15))
         with torch.no_grad():
             torch.testing.assert_close(hf(idx, use_cache=False).logits, student(idx)[0], rtol=0, atol=1e-4)
+
+
+def stage1_checkpoint(path):
+    """A low-rank model with InRank's ranks (found 2 in every matrix but one, 5 there; buffer 4)
+    after three AdamW steps, saved as train.py saves a run: (model, the optimizer's index -> name)."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=32, mlp='lowrank', lowrank_init='inrank')
+    model = GPT(cfg)  # max rank 16
+    inrank.start(model, 2, 4)
+    model.transformer.h[1].mlp.c_fc.set_active_rank(9)
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
+    idx = torch.randint(0, 50, (4, 16))
+    for _ in range(3):
+        model(idx, idx)[1].backward()
+        opt.step()
+        opt.zero_grad()
+    names = {id(p): n for n, p in model.named_parameters()}
+    name_of = dict(enumerate(names[id(p)] for g in opt.param_groups for p in g['params']))
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(cfg), 'optimizer': opt.state_dict(),
+                     'scaler': torch.amp.GradScaler('cpu', enabled=False).state_dict(), 'iter_num': 3,
+                     'best_val_loss': 3.5, 'rng': [torch.get_rng_state()], 'data_rng': torch.Generator().get_state(),
+                     'config': {'inrank_buffer_modes': 4}}, str(path))
+    return model, name_of
+
+
+def test_stage2_resume_slices_the_adam_moments_as_inrank_does(tmp_path):
+    stage1, name_of = stage1_checkpoint(tmp_path / 'stage1.pt')
+    before = torch.load(tmp_path / 'stage1.pt', weights_only=False)['optimizer']['state']
+    r = run('lowrank', 'found', '--from', str(tmp_path / 'stage1.pt'), '--resume_dir', str(tmp_path / 'stage2'))
+    assert r.returncode == 0, r.stderr
+    ckpt = torch.load(tmp_path / 'stage2' / 'ckpt.pt', weights_only=False)
+    k = ckpt['model_args']['lowrank_rank']
+    assert k == 5 and ckpt['iter_num'] == 3 and ckpt['best_val_loss'] == float('inf')
+    after = ckpt['optimizer']['state']
+    for i, name in name_of.items():
+        for m in ('exp_avg', 'exp_avg_sq'):
+            old, new = before[i][m], after[i][m]
+            if name.endswith('.U'):  # InRank's A = U^T (R, in) becomes (k, in): moments [:k, :in]
+                A = old.t()
+                torch.testing.assert_close(new, A[:k, :A.shape[1]].t(), rtol=0, atol=0)
+            elif name.endswith('.V'):  # its B = V^T (out, R) becomes (out, k): moments [:out, :k]
+                B = old.t()
+                torch.testing.assert_close(new, B[:B.shape[0], :k].t(), rtol=0, atol=0)
+            else:
+                assert torch.equal(new, old), name
+        assert torch.equal(after[i]['step'], before[i]['step'])
+    # the new model's parameters are the SVD factors, and train.py's optimizer takes the state
+    model = model_from_checkpoint(ckpt)
+    W = stage1.transformer.h[1].mlp.c_fc.dense_weight().detach().double().numpy()
+    u, s, vt = np.linalg.svd(W, full_matrices=False)
+    assert np.abs(model.transformer.h[1].mlp.c_fc.dense_weight().detach().double().numpy()
+                  - (u[:, :k] * s[:k]) @ vt[:k]).max() < 1e-5
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
+    opt.load_state_dict(ckpt['optimizer'])
+    idx = torch.randint(0, 50, (4, 16))
+    model(idx, idx)[1].backward()
+    opt.step()
+
+
+@pytest.mark.parametrize('args,message', [
+    (['lowrank', 'found', '--out', 'x.pt'], "replaces --out"),
+    (['lowrank', '8'], "goes with 'lowrank found'"),
+])
+def test_resume_dir_errors(tmp_path, args, message):
+    stage1_checkpoint(tmp_path / 'stage1.pt')
+    r = run(*args, '--from', str(tmp_path / 'stage1.pt'), '--resume_dir', str(tmp_path / 'stage2'))
+    assert r.returncode == 1 and message in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'stage2').exists()
+
+
+def test_resume_dir_needs_a_training_state(tmp_path):
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=16, vocab_size=50, n_layer=1, n_head=2, n_embd=32, mlp='lowrank')
+    model = GPT(cfg)
+    inrank.start(model, 2, 4)
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(cfg), 'config': {'inrank_buffer_modes': 4}},
+                    str(tmp_path / 'model_only.pt'))
+    r = run('lowrank', 'found', '--from', str(tmp_path / 'model_only.pt'), '--resume_dir', str(tmp_path / 'stage2'))
+    assert r.returncode == 1 and 'training state' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path / 'stage2').exists()

@@ -1,4 +1,5 @@
 """data/*/prepare.py: each round-trips its text through the token files."""
+import importlib.util
 import json
 import os
 import pickle
@@ -87,3 +88,75 @@ def test_shakespeare_char_round_trip_and_rerun(tmp_path):
     assert meta['vocab_size'] == len(set(text)) == 65
     ids = tokens(tmp_path / 'train.bin') + tokens(tmp_path / 'val.bin')
     assert ''.join(meta['itos'][i] for i in ids) == text
+
+
+def load_wikitext103():
+    spec = importlib.util.spec_from_file_location('wikitext103_prepare', os.path.join(ROOT, 'data', 'wikitext103', 'prepare.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+WIKI_LINES = [' \n', ' = Valkyria Chronicles III = \n', ' \n', " Senj\u014d no Valkyria 3 : caf\u00e9 , na\u00efve @-@ 7 .\n",
+              '\n', ' = = Gameplay = = \n', ' \u4e2d\u6587 and   spaces , 1 @,@ 000 .\n']
+
+
+def per_row_ids(rows):
+    """InRank's layout: each row encoded on its own, concatenated with nothing between."""
+    enc = get_encoding()
+    return [t for row in rows for t in enc.encode_ordinary(row)]
+
+
+def test_wikitext103_local_files_encode_each_row_on_its_own(tmp_path):
+    (tmp_path / 'wiki.train.raw').write_text(''.join(WIKI_LINES * 3), encoding='utf-8')
+    (tmp_path / 'wiki.valid.raw').write_text(''.join(WIKI_LINES[:4]), encoding='utf-8')
+    res = run('data/wikitext103/prepare.py', '--train_file', str(tmp_path / 'wiki.train.raw'), '--val_file',
+              str(tmp_path / 'wiki.valid.raw'), '--out_dir', str(tmp_path / 'out'), '--num_threads', '1')
+    assert res.returncode == 0, res.stderr
+    rows = [line if line.strip() else '' for line in WIKI_LINES]  # the hub's rows: a blank line is ''
+    train, val = tokens(tmp_path / 'out' / 'train.bin'), tokens(tmp_path / 'out' / 'val.bin')
+    assert train == per_row_ids(rows * 3) and val == per_row_ids(rows[:4])
+    assert get_encoding().decode(train) == ''.join(rows * 3)
+    assert f"train: {3 * len(rows)} rows, {len(train):,} tokens" in res.stdout
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train.bin', 'val.bin']
+    # without --val_file: WikiText-103's raw validation text shipped in data/texts
+    res = run('data/wikitext103/prepare.py', '--train_file', str(tmp_path / 'wiki.train.raw'),
+              '--out_dir', str(tmp_path / 'out2'))
+    assert res.returncode == 0, res.stderr
+    with open(os.path.join(TEXTS, 'wikitext-2-raw', 'wiki.valid.raw'), encoding='utf-8') as f:
+        valid = [row if row.strip() else '' for row in f]
+    assert tokens(tmp_path / 'out2' / 'val.bin') == per_row_ids(valid)
+
+
+def test_wikitext103_from_the_hub_reads_both_splits(tmp_path, monkeypatch):
+    import datasets
+    module = load_wikitext103()
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return {'text': {'train': WIKI_LINES * 2, 'validation': WIKI_LINES[1:3]}[split]}
+    monkeypatch.setattr(datasets, 'load_dataset', fake_load_dataset)
+    counts = module.prepare('', '', str(tmp_path), num_threads=1)
+    assert calls == [('Salesforce/wikitext', 'wikitext-103-raw-v1', 'train'),
+                     ('Salesforce/wikitext', 'wikitext-103-raw-v1', 'validation')]
+    assert tokens(tmp_path / 'train.bin') == per_row_ids(WIKI_LINES * 2)
+    assert tokens(tmp_path / 'val.bin') == per_row_ids(WIKI_LINES[1:3])
+    assert counts == {'train': len(per_row_ids(WIKI_LINES * 2)), 'val': len(per_row_ids(WIKI_LINES[1:3]))}
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("hub unreachable\nmore lines")
+    monkeypatch.setattr(datasets, 'load_dataset', offline)
+    with pytest.raises(ValueError, match=r"failed \(ConnectionError: hub unreachable\); pass the raw release"):
+        module.prepare('', '', str(tmp_path / 'none'), num_threads=1)
+    assert not (tmp_path / 'none').exists()
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--train_file', 'nope.raw'], 'nope.raw does not exist'),
+    (['--val_file', 'wiki.valid.raw'], '--val_file goes with --train_file'),
+])
+def test_wikitext103_errors(tmp_path, args, message):
+    res = run('data/wikitext103/prepare.py', *args, '--out_dir', str(tmp_path / 'out'))
+    assert res.returncode == 1 and res.stderr.startswith('error: ') and message in res.stderr, res.stderr
+    assert not (tmp_path / 'out').exists()

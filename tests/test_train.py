@@ -8,7 +8,6 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,21 +18,6 @@ from model import GPT, GPTConfig
 import train
 
 TINY = os.path.join(ROOT, 'config', 'test_tiny.py')
-
-
-@pytest.fixture(scope='module')
-def char_data(tmp_path_factory):
-    """A 40k-character slice of tinyshakespeare as a character dataset (train.bin, val.bin, meta.pkl)."""
-    path = tmp_path_factory.mktemp('chars')
-    with open(os.path.join(ROOT, 'data', 'texts', 'tinyshakespeare', 'input.txt')) as f:
-        text = f.read()[:40_000]
-    chars = sorted(set(text))
-    ids = np.array([chars.index(ch) for ch in text], dtype=np.uint16)
-    ids[:36_000].tofile(path / 'train.bin')
-    ids[36_000:].tofile(path / 'val.bin')
-    with open(path / 'meta.pkl', 'wb') as f:
-        pickle.dump({'vocab_size': len(chars)}, f)
-    return str(path)
 
 
 def run_train(*args, torchrun=False, check=True):
