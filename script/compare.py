@@ -78,9 +78,10 @@ def matched_rank(n_embd, kron_params):
 
 def inrank_schedule(student_iters):
     """InRank's stage 1 (rank growth) for half the student steps, stage 2 (fixed rank) for the
-    rest; warm-up and gap scaled to stage 1 as InRank's GPT-2 run scales them to its 130 steps."""
+    rest; the first check and the gap between checks scaled to stage 1 as InRank's GPT-2 run
+    places them in its 130 steps (the first in step 28, then about every 3)."""
     stage1 = max(2, student_iters // 2)
-    return dict(stage1=stage1, warmup=max(1, stage1 // 5), gap=max(1, stage1 // 40))
+    return dict(stage1=stage1, warmup=max(1, round(stage1 * 27 / 130)), gap=max(1, round(stage1 * 3 / 130)))
 
 
 def variants(s):
@@ -193,25 +194,24 @@ class Experiment:
         return res
 
     def train_inrank(self, out_dir, seed):
-        """Stage 1 from scratch with rank growth, truncation to the rank found, stage 2 at that rank."""
+        """InRank as its code runs: stage 1 from scratch (kaiming-uniform factors) with rank growth,
+        truncation to the rank found, stage 2 at that rank continuing stage 1's run (step count,
+        learning-rate schedule, Adam moments sliced to the kept ranks)."""
         s, sch = self.s, inrank_schedule(self.s['student_iters'])
         lr = dict(learning_rate=s['teacher_lr'], min_lr=s['teacher_lr'] / 10)
+        stage1 = out_dir + '_stage1'
         log1 = self.run(f'inrank_s{seed}_stage1', train_args(
-            s, 'student', out_dir + '_stage1', seed, init_from='scratch', max_iters=sch['stage1'], **lr,
-            mlp='lowrank', lowrank_rank=0, inrank=True, inrank_init_modes=s['inrank_init_modes'],
-            inrank_buffer_modes=s['inrank_buffer_modes'], inrank_warmup_iter=sch['warmup'],
-            inrank_gap_iter=sch['gap']))
-        init = os.path.join(self.out, 'init', f'inrank_s{seed}_stage2.pt')
+            s, 'student', stage1, seed, init_from='scratch', max_iters=sch['stage1'], **lr,
+            mlp='lowrank', lowrank_rank=0, lowrank_init='inrank', inrank=True, inrank_unit='step',
+            inrank_init_modes=s['inrank_init_modes'], inrank_buffer_modes=s['inrank_buffer_modes'],
+            inrank_warmup_iter=sch['warmup'], inrank_gap_iter=sch['gap']))
         cut = self.run(f'inrank_s{seed}_truncate', ['compress.py', 'lowrank', 'found', '--from',
-                                                    os.path.join(out_dir + '_stage1', 'ckpt.pt'), '--out', init, '--force'])
+                                                    os.path.join(stage1, 'ckpt.pt'), '--resume_dir', out_dir, '--force'])
         rank = int(re.search(r'keeps the largest, (\d+)', cut).group(1))
-        log2 = self.run(f'inrank_s{seed}', train_args(
-            s, 'student', out_dir, seed, init_from=init, max_iters=s['student_iters'] - sch['stage1'], **lr))
+        log2 = self.run(f'inrank_s{seed}', train_args(s, 'student', out_dir, seed, init_from='resume', **lr))
         p1, p2 = parse_train_log(log1), parse_train_log(log2)
-        # stage 2's iterations continue stage 1's in the curve
-        evals = p1['evals'] + [(i + sch['stage1'], t, v) for i, t, v in p2['evals'][1:]]
-        return dict(evals=evals, ms_per_step=p2['ms_per_step'], params=p2['params'], rank=rank,
-                    rank_changes=p1['rank_changes'])
+        return dict(evals=p1['evals'] + p2['evals'], ms_per_step=p2['ms_per_step'], params=p2['params'],
+                    rank=rank, rank_changes=p1['rank_changes'])
 
 
 def mlp_params(path):
