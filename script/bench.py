@@ -1,9 +1,10 @@
 """
-Speed, memory and checkpoint size of Krony-PT models against dense GPT-2, measured side by side.
+Speed, memory, checkpoint size and decomposition time of Krony-PT against dense GPT-2, side by side.
 
     python script/bench.py                          # CPU, fp32, GPT-2 small shapes (~11 min on 2 cores)
     python script/bench.py --device cuda --dtype bf16
     python script/bench.py --tables mlp,train       # a subset of the tables
+    python script/bench.py --tables mlp --keep-freed-memory   # CPU: without the allocator's page faults
     python script/bench.py --quick                  # tiny stand-in shapes, seconds (tests/test_bench.py)
 
 Tables:
@@ -16,15 +17,18 @@ Tables:
          generation (model.generate, no KV cache) in tokens/s
   memory peak memory of a training step and of evaluation (CPU: peak RSS of a fresh process per
          model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
+  decompose  kron_decompose.py's Van Loan fit of every MLP matrix of a random GPT-2-small-shaped
+         model per shape, and of a gpt2-medium-shaped one: the full SVD against the solver it runs
+         (only the kept singular triplets), seconds and the difference of their errors
 
 Timings are medians over --repeats rounds; every round runs each variant once in turn (in reverse
 order every other round), after one warm-up each, and a ratio is the median over rounds of the ratio
 of two runs made back to back (in the MLP table the dense MLP runs next to each shape), so load from
 other processes falls on both sides alike: compare the ratios, not the absolute times. The JSON
-keeps every round. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
-PyTorch's CUDA caching allocator does and as its CPU tuning guide recommends (jemalloc/tcmalloc);
-otherwise page faults on every large fresh tensor dominate the memory-bound ops.
---system-malloc measures with glibc's defaults instead.
+keeps every round. The allocator is glibc's default, as train.py, perplexity_eval.py and sample.py
+run; --keep-freed-memory measures as if the process kept freed memory instead of returning it
+(glibc mallopt, the CPU analogue of PyTorch's CUDA caching allocator), where page faults on large
+fresh tensors no longer slow the memory-bound ops.
 """
 import argparse
 import ctypes
@@ -105,7 +109,7 @@ def keep_freed_memory():
     libc = ctypes.CDLL('libc.so.6')
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30)):
-        raise ValueError("mallopt failed; run with --system-malloc")
+        raise ValueError("mallopt failed; run without --keep-freed-memory")
 
 
 def model_config(base, shapes, label):
@@ -429,7 +433,8 @@ def parse_args(argv=None):
     p.add_argument('--prompt', type=int, default=None, help='generation prompt tokens (default 32)')
     p.add_argument('--new_tokens', type=int, default=None, help='generated tokens (default 32)')
     p.add_argument('--compile', action='store_true', help='torch.compile the MLPs of the mlp table')
-    p.add_argument('--system-malloc', action='store_true', help="keep glibc's allocator defaults")
+    p.add_argument('--keep-freed-memory', action='store_true',
+                   help="CPU, Linux: keep freed memory in the process (glibc mallopt) instead of the scripts' defaults")
     p.add_argument('--quick', action='store_true', help='tiny stand-in shapes, for the tests')
     p.add_argument('--json', help='also write every measurement to this JSON file')
     args = p.parse_args(argv)
@@ -456,7 +461,9 @@ def main(argv=None):
     dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16}[args.dtype]
     if device.type == 'cpu':
         torch.set_num_threads(args.threads)
-        if not args.system_malloc and sys.platform.startswith('linux'):
+        if args.keep_freed_memory:
+            if not sys.platform.startswith('linux'):
+                raise ValueError("--keep-freed-memory needs glibc (Linux)")
             keep_freed_memory()
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both devices
@@ -465,7 +472,7 @@ def main(argv=None):
                'torch': torch.__version__}
     print(f"# python script/bench.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"# {results['device']}; torch {torch.__version__}; {args.dtype}; "
-          f"{'glibc malloc defaults' if args.system_malloc or device.type != 'cpu' else 'freed memory kept in process'}"
+          f"{'freed memory kept in process' if args.keep_freed_memory and device.type == 'cpu' else 'glibc malloc defaults'}"
           f"{'; --quick: tiny stand-in shapes, timings meaningless' if args.quick else ''}")
     rep = lambda default: args.repeats or default  # noqa: E731
 

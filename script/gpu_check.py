@@ -36,7 +36,6 @@ import math
 import os
 import pickle
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -437,8 +436,8 @@ def summary(res):
                           for r in rows]), '',
                 f"MOVE_MACS['{s['device_kind']}'] = {s['current']}: picks {s['current_score']:.3f}x the fastest "
                 f"(geometric mean); the best candidate is {s['suggested']} at {s['suggested_score']:.3f}x.", '',
-                md_table(['MOVE_MACS', *map(str, s['scores'])], [('pick / fastest', *(f"{v:.3f}" for v in s['scores'].values()))]),
-                '']
+                md_table(['MOVE_MACS', *map(str, s['scores'])],
+                         [('pick / fastest', *(f"{v:.3f}" for v in s['scores'].values()))]), '']
     if 'bench' in res:
         out += ['## bench: script/bench.py', '']
         for r in res['bench']:

@@ -51,6 +51,7 @@ def markdown_tables(text):
 
 def test_prints_five_well_formed_tables(quick):
     text, res = quick
+    assert 'glibc malloc defaults' in text.splitlines()[1]  # the allocator train.py runs with
     tables = markdown_tables(text)
     assert [len(rows) for _, rows in tables] == [len(bench.QUICK_SHAPES), 4, 3, 4, len(bench.QUICK_SHAPES) + 1]
     for header, rows in tables:
