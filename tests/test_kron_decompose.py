@@ -194,8 +194,9 @@ def test_low_rank_and_deterministic():
     g = torch.Generator().manual_seed(7)
     W = kron_ref(torch.randn(2, 16, 32, generator=g, dtype=torch.float64),
                  torch.randn(2, 24, 48, generator=g, dtype=torch.float64))
+    threads = torch.get_num_threads()
     A, B, S, method = nearest_kron(W, (16, 32), 2)
-    assert method == 'krylov'
+    assert method == 'krylov' and torch.get_num_threads() == threads  # one thread inside only
     assert (kron_ref(A, B) - W).abs().max() < 1e-10 * W.abs().max()
     again = nearest_kron(W, (16, 32), 2)
     assert torch.equal(again[0], A) and torch.equal(again[1], B)
