@@ -18,9 +18,10 @@ Checks (each passes or fails, except `paths`, a measurement):
   bench  script/bench.py --dtype bf16 and --dtype fp32 (mlp, train, eval, memory tables) as
          subprocesses; on CUDA the memory table is torch.cuda.max_memory_allocated
   train  train.py through `torchrun --nproc_per_node=1`, a small Kronecker model on a character
-         slice of tinyshakespeare, dtype=bfloat16: the validation loss falls; compile=True logs
-         the same losses as eager within COMPILE_TOL; a run stopped halfway and resumed from its
-         checkpoint logs the same losses as the uninterrupted one within RESUME_TOL
+         slice of tinyshakespeare, dtype=bfloat16: the validation loss falls (by 5% or more from
+         the untrained model's); compile=True logs the same losses as eager within COMPILE_TOL; a
+         run stopped halfway and resumed from its checkpoint logs the same losses as the
+         uninterrupted one within RESUME_TOL
   ppl    a small Kronecker GPT exported with krony_to_gpt.py: perplexity_eval.py on the device
          equals the CPU figure within PPL_TOL relative, and so does the checkpoint itself
 
@@ -51,7 +52,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'script'))
 import factored  # noqa: E402
-from bench import GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, model_config  # noqa: E402
+from bench import (GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, kron_paths,  # noqa: E402
+                   model_config)
 from checkpoint import save_checkpoint  # noqa: E402
 from factored import KRON_PATHS, KronLinear  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
@@ -109,10 +111,11 @@ def kron_matrix(p, prefix=''):
 
 
 def randomize(module, gen):
-    """Draw every parameter of a float64 module (biases and scalars too, so all get gradients)."""
+    """Draw every parameter of a float64 module (biases and scalars too, so all get gradients), each
+    a float32 number, so that the device's float32 copy holds exactly the reference's values."""
     with torch.no_grad():
         for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * (0.5 if p.ndim == 1 else 0.1))
+            p.copy_((torch.randn(p.shape, generator=gen) * (0.5 if p.ndim == 1 else 0.1)).double())
     return module
 
 
@@ -185,18 +188,12 @@ def check_mlp(cfg, label, N, gen, device):
     rows = []
     for path in (*KRON_PATHS, None):
         mlp.c_fc.pinned_path = mlp.c_proj.pinned_path = path
-        paths = mlp_paths(mlp, N)
+        paths = kron_paths(mlp, N)
         for dt in DTYPES:
             errs, passed = errors_vs_reference(mlp, ref, x, g, device, dt)
             rows.append(dict(shape=label, layer='mlp', path=paths if path else f"chosen: {paths}",
                              permuted_in=None, permuted_out=None, dtype=dt, errors=errs, passed=passed))
     return rows
-
-
-def mlp_paths(mlp, n_tokens):
-    """'c_fc path/c_proj path' that the MLP's forward takes for n_tokens rows."""
-    fc_args, proj_args = mlp.c_fc.pair_layout(mlp.c_proj, n_tokens)
-    return f"{mlp.c_fc.path(n_tokens, **fc_args)}/{mlp.c_proj.path(n_tokens, **proj_args)}"
 
 
 # -----------------------------------------------------------------------------
@@ -231,11 +228,6 @@ def time_pairs(mlp, n_tokens, train, dtype, rounds, device):
     return t
 
 
-def chosen_pair(mlp, n_tokens):
-    fc_args, proj_args = mlp.c_fc.pair_layout(mlp.c_proj, n_tokens)
-    return mlp.c_fc.path(n_tokens, **fc_args), mlp.c_proj.path(n_tokens, **proj_args)
-
-
 def check_paths(sizes, device):
     """(rows, suggestion): per shape, dtype and batch, every pair's median time, the cost model's
     pick and its time over the fastest; and the MOVE_MACS value for this device kind under which
@@ -249,7 +241,7 @@ def check_paths(sizes, device):
             for mode, n_tokens in (('train', sizes['train_tokens']), ('eval', sizes['eval_tokens'])):
                 t = time_pairs(mlp, n_tokens, mode == 'train', DTYPES[dt], sizes['rounds'], device)
                 med = {'/'.join(p): 1e3 * statistics.median(v) for p, v in t.items()}
-                pick = '/'.join(chosen_pair(mlp, n_tokens))
+                pick = kron_paths(mlp, n_tokens)
                 fastest = min(med, key=med.get)
                 rows.append(dict(shape=label, dtype=dt, mode=mode, tokens=n_tokens, ms=med, pick=pick,
                                  fastest=fastest, pick_vs_fastest=med[pick] / med[fastest]))
@@ -259,7 +251,7 @@ def check_paths(sizes, device):
     try:
         for v in MOVE_MACS_CANDIDATES:
             factored.MOVE_MACS[kind] = v
-            slow = [r['ms']['/'.join(chosen_pair(mlps[r['shape']], r['tokens']))] / r['ms'][r['fastest']]
+            slow = [r['ms'][kron_paths(mlps[r['shape']], r['tokens'])] / r['ms'][r['fastest']]
                     for r in rows]
             scores[v] = math.exp(statistics.fmean(math.log(s) for s in slow))
     finally:
@@ -350,7 +342,7 @@ def check_train(sizes, device, work, log):
     resume_diff = max_rel_diff(resumed_steps, eager_steps)
     checks = {
         'all runs exit 0': all(rc == 0 for rc in exits.values()),
-        'val loss falls by 10% or more': last < 0.9 * first,
+        'val loss falls by 5% or more': last < 0.95 * first,
         f'compiled step losses within {COMPILE_TOL} of eager': compile_diff <= COMPILE_TOL,
         'resumed run logs iterations half..end': sorted(resumed_steps) == list(range(half, iters)),
         f'resumed step losses within {RESUME_TOL[device.type]} of uninterrupted':

@@ -102,7 +102,7 @@ def test_train_losses_from_the_logs(dry):
     assert all(steps['resumed'][i] == steps['eager'][i] for i in steps['resumed'])
     diff = max(abs(steps['compiled'][i] / steps['eager'][i] - 1) for i in range(iters))
     assert t['compile_max_rel_diff'] == pytest.approx(diff) and diff <= gpu_check.COMPILE_TOL
-    assert t['val_loss_last'] < 0.9 * t['val_loss_first']
+    assert t['val_loss_last'] < 0.95 * t['val_loss_first']
     assert all(t['checks'].values()) and set(t['exits'].values()) == {0}
     log = (out / 'log.txt').read_text()
     assert log.count('torch.distributed.run --standalone --nproc_per_node=1 train.py') == 4
