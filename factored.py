@@ -144,9 +144,10 @@ def kron_moves(m1, n1, m2, n2, n_factors, n_tokens, permuted_in=False, permuted_
 # Multiply-adds that writing one element costs, per device kind. A memory-bound pass runs at
 # about 1-7 ns per element on a CPU and a large fp32 matmul at 0.03-0.05 ns per multiply-add; 32
 # is the low end, so the choice departs from the multiply-add count only when a path moves much
-# more memory. The same number is used on GPUs until it is measured there (script/gpu_check.py
-# reports how far each pick is from the fastest path). One fixed table keeps the choice
-# deterministic: the same shapes always take the same path, so a resumed run is bit-exact.
+# more memory. cuda's 32 is the CPU's number, not a measurement: script/gpu_check.py times every
+# path on a GPU, reports how far each pick is from the fastest and which value would pick best.
+# One fixed table keeps the choice deterministic: the same shapes always take the same path, so a
+# resumed run is bit-exact.
 MOVE_MACS = {'cpu': 32, 'cuda': 32}
 
 
@@ -271,8 +272,9 @@ class KronLinear(MatrixKind):
                 y = t @ a
             elif n2 == 1:
                 y = torch.addmm(bias, t, a)
-            else:  # accumulate onto the tiled bias instead of adding it in another pass
-                y = bias_p.expand(N, n2, n1).reshape(N * n2, n1).addmm_(t, a)
+            else:  # accumulate onto the tiled bias instead of adding it in another pass; autocast
+                # does not cast for an in-place op, so its operands take t's dtype as addmm's would
+                y = bias_p.to(t.dtype).expand(N, n2, n1).reshape(N * n2, n1).addmm_(t, a.to(t.dtype))
         elif path == 'a_first':
             # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one matmul
             # over all factors (a copy of x only for input in kron order with m2 > 1)

@@ -1,9 +1,10 @@
 """
-Speed, memory and checkpoint size of Krony-PT models against dense GPT-2, measured side by side.
+Speed, memory, checkpoint size and decomposition time of Krony-PT against dense GPT-2, side by side.
 
     python script/bench.py                          # CPU, fp32, GPT-2 small shapes (~11 min on 2 cores)
     python script/bench.py --device cuda --dtype bf16
     python script/bench.py --tables mlp,train       # a subset of the tables
+    python script/bench.py --tables mlp --keep-freed-memory   # CPU: without the allocator's page faults
     python script/bench.py --quick                  # tiny stand-in shapes, seconds (tests/test_bench.py)
 
 Tables:
@@ -16,15 +17,18 @@ Tables:
          generation (model.generate, no KV cache) in tokens/s
   memory peak memory of a training step and of evaluation (CPU: peak RSS of a fresh process per
          model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
+  decompose  kron_decompose.py's Van Loan fit of every MLP matrix of a random GPT-2-small-shaped
+         model per shape, and of a gpt2-medium-shaped one: the full SVD against the solver it runs
+         (only the kept singular triplets), seconds and the difference of their errors
 
 Timings are medians over --repeats rounds; every round runs each variant once in turn (in reverse
 order every other round), after one warm-up each, and a ratio is the median over rounds of the ratio
 of two runs made back to back (in the MLP table the dense MLP runs next to each shape), so load from
 other processes falls on both sides alike: compare the ratios, not the absolute times. The JSON
-keeps every round. On CPU the benchmark keeps freed memory inside the process (glibc mallopt), as
-PyTorch's CUDA caching allocator does and as its CPU tuning guide recommends (jemalloc/tcmalloc);
-otherwise page faults on every large fresh tensor dominate the memory-bound ops.
---system-malloc measures with glibc's defaults instead.
+keeps every round. The allocator is glibc's default, as train.py, perplexity_eval.py and sample.py
+run; --keep-freed-memory measures as if the process kept freed memory instead of returning it
+(glibc mallopt, the CPU analogue of PyTorch's CUDA caching allocator), where page faults on large
+fresh tensors no longer slow the memory-bound ops.
 """
 import argparse
 import ctypes
@@ -46,6 +50,7 @@ from torch.nn import functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from checkpoint import save_checkpoint  # noqa: E402
+from kron_decompose import fit_stats, nearest_kron  # noqa: E402
 from factored import KronLinear, MatrixKind, kron_costs, kron_shapes  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
 
@@ -57,6 +62,10 @@ GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size
 QUICK_SHAPES = [('81M', 48, 48, 1), ('96M', 24, 192, 1), ('80M-2', 16, 64, 2),
                 ('92M-4', 16, 64, 4), ('67M', 2, 4, 1)]
 QUICK = dict(n_layer=2, n_head=4, n_embd=48, block_size=64, vocab_size=256)
+# the decomposition table's extra case: gpt2-medium's MLP matrices (24 layers, n_embd 1024) with the
+# 81M structure (B of 1x4); --quick: a 64-wide, 3-layer stand-in
+MEDIUM = ('medium', dict(n_layer=24, n_embd=1024), 1024, 1024, 1)
+QUICK_MEDIUM = ('medium', dict(n_layer=3, n_embd=64), 64, 64, 1)
 # models of the train / eval / memory tables: (label, shape label or None for dense, rebuild)
 MODELS = [('dense', None, False), ('81M', '81M', False), ('81M rebuild', '81M', True), ('96M', '96M', False)]
 
@@ -100,7 +109,7 @@ def keep_freed_memory():
     libc = ctypes.CDLL('libc.so.6')
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     if not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30)):
-        raise ValueError("mallopt failed; run with --system-malloc")
+        raise ValueError("mallopt failed; run without --keep-freed-memory")
 
 
 def model_config(base, shapes, label):
@@ -340,6 +349,48 @@ def bench_memory(base, shapes, batch, seq, device, dtype, threads):
     return rows
 
 
+def mlp_matrices(n_layer, n_embd, seed=0):
+    """[(name, W)]: a random GPT-2-shaped model's MLP matrices in x @ W orientation, N(0, 0.02) as
+    GPT's init draws them (c_proj's smaller std would not change a relative error)."""
+    gen = torch.Generator().manual_seed(seed)
+    h = 4 * n_embd
+    return [(f"h.{i}.{name}", torch.randn(*shape, generator=gen) * 0.02)
+            for i in range(n_layer) for name, shape in (('c_fc', (n_embd, h)), ('c_proj', (h, n_embd)))]
+
+
+def bench_decompose(cases, repeats, device):
+    """Rows for the decomposition table: for each case (label, (n_layer, n_embd), dims, factors),
+    nearest_kron of every MLP matrix with the full SVD and with the solver kron_decompose.py runs
+    (leading_svd), the two back to back per matrix in alternating order; a round's time is the sum
+    over the matrices."""
+    rows = []
+    for label, size, d1, d2, f in cases:
+        mats = [(name, W.to(device)) for name, W in mlp_matrices(size['n_layer'], size['n_embd'])]
+        times = {'svd': [0.0] * repeats, 'auto': [0.0] * repeats}
+        errs, methods = {'svd': [], 'auto': []}, []
+        for i, (name, W) in enumerate(mats):
+            a_shape = (d1, d2) if name.endswith('c_fc') else (d2, d1)
+            for r in range(repeats):
+                for solver in ('svd', 'auto') if (i + r) % 2 == 0 else ('auto', 'svd'):
+                    sync(device)
+                    t0 = time.perf_counter()
+                    A, B, _, method = nearest_kron(W, a_shape, f, solver)
+                    sync(device)
+                    times[solver][r] += time.perf_counter() - t0
+                    if r == 0:
+                        errs[solver].append(fit_stats(W, A, B, normalize=False)['rel_err'])
+                        if solver == 'auto':
+                            methods.append(method)
+        rows.append(dict(
+            shape=label, cli=f"{d1} {d2} {f}", n_layer=size['n_layer'], n_embd=size['n_embd'],
+            matrices=len(mats), krylov=methods.count('krylov'),
+            svd_s=statistics.median(times['svd']), new_s=statistics.median(times['auto']),
+            svd_vs_new=ratio(times, 'svd', 'auto'),
+            max_err_diff=max(abs(a / s - 1) for a, s in zip(errs['auto'], errs['svd'])),
+            rel_err_svd=errs['svd'], rel_err_new=errs['auto'], rounds_s=times))
+    return rows
+
+
 # -----------------------------------------------------------------------------
 # printing
 
@@ -364,22 +415,26 @@ def device_name(device):
     return f"{name}, {torch.get_num_threads()} threads"
 
 
+TABLES = ('mlp', 'train', 'eval', 'memory', 'decompose')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cpu')
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
-    p.add_argument('--tables', default='mlp,train,eval,memory',
-                   help='comma-separated subset of mlp,train,eval,memory')
+    p.add_argument('--tables', default=','.join(TABLES), help=f"comma-separated subset of {','.join(TABLES)}")
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
-    p.add_argument('--repeats', type=int, default=None, help="timed rounds (default 11 mlp, 7 train, 9 eval)")
+    p.add_argument('--repeats', type=int, default=None,
+                   help="timed rounds (default 11 mlp, 7 train, 9 eval, 1 decompose)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
     p.add_argument('--prompt', type=int, default=None, help='generation prompt tokens (default 32)')
     p.add_argument('--new_tokens', type=int, default=None, help='generated tokens (default 32)')
     p.add_argument('--compile', action='store_true', help='torch.compile the MLPs of the mlp table')
-    p.add_argument('--system-malloc', action='store_true', help="keep glibc's allocator defaults")
+    p.add_argument('--keep-freed-memory', action='store_true',
+                   help="CPU, Linux: keep freed memory in the process (glibc mallopt) instead of the scripts' defaults")
     p.add_argument('--quick', action='store_true', help='tiny stand-in shapes, for the tests')
     p.add_argument('--json', help='also write every measurement to this JSON file')
     args = p.parse_args(argv)
@@ -390,9 +445,9 @@ def parse_args(argv=None):
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.tables = [t for t in args.tables.split(',') if t]
-    unknown = set(args.tables) - {'mlp', 'train', 'eval', 'memory'}
+    unknown = set(args.tables) - set(TABLES)
     if unknown:
-        raise ValueError(f"unknown tables {sorted(unknown)}; choose from mlp,train,eval,memory")
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {','.join(TABLES)}")
     if args.repeats is not None and args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
     return args
@@ -406,7 +461,9 @@ def main(argv=None):
     dtype = {'fp32': torch.float32, 'bf16': torch.bfloat16}[args.dtype]
     if device.type == 'cpu':
         torch.set_num_threads(args.threads)
-        if not args.system_malloc and sys.platform.startswith('linux'):
+        if args.keep_freed_memory:
+            if not sys.platform.startswith('linux'):
+                raise ValueError("--keep-freed-memory needs glibc (Linux)")
             keep_freed_memory()
     if device.type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both devices
@@ -415,7 +472,7 @@ def main(argv=None):
                'torch': torch.__version__}
     print(f"# python script/bench.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"# {results['device']}; torch {torch.__version__}; {args.dtype}; "
-          f"{'glibc malloc defaults' if args.system_malloc or device.type != 'cpu' else 'freed memory kept in process'}"
+          f"{'freed memory kept in process' if args.keep_freed_memory and device.type == 'cpu' else 'glibc malloc defaults'}"
           f"{'; --quick: tiny stand-in shapes, timings meaningless' if args.quick else ''}")
     rep = lambda default: args.repeats or default  # noqa: E731
 
@@ -465,6 +522,21 @@ def main(argv=None):
               [[r['model'], mib(r['loaded_bytes']), mib(r['eval_peak_bytes']), mib(r['train_peak_bytes']),
                 f"{r['train_peak_vs_dense']:.2f}x", f"{r['checkpoint_bytes'] / 2 ** 20:,.1f}",
                 f"{r['checkpoint_vs_dense']:.2f}x"] for r in rows])
+    if 'decompose' in args.tables:
+        medium = QUICK_MEDIUM if args.quick else MEDIUM
+        cases = [(label, dict(n_layer=base['n_layer'], n_embd=base['n_embd']), d1, d2, f)
+                 for label, d1, d2, f in shapes] + [medium]
+        rows = bench_decompose(cases, rep(1), device)
+        results['decompose'] = rows
+        table(f"decomposition (kron_decompose.py's Van Loan fit, float64) of every MLP matrix of a random "
+              f"GPT-2-shaped model: seconds for all of them, full SVD vs the leading-triplet solver, "
+              f"median of {rep(1)} round(s), the two run back to back per matrix; error difference = "
+              f"max over the matrices of |rel.err(solver) / rel.err(SVD) - 1|",
+              ['model', 'dims', 'layers x n_embd', 'matrices', 'full SVD s', 'solver s', 'SVD / solver',
+               'iterative', 'error difference'],
+              [[r['shape'], f"`{r['cli']}`", f"{r['n_layer']} x {r['n_embd']}", str(r['matrices']),
+                f"{r['svd_s']:.2f}", f"{r['new_s']:.2f}", f"{r['svd_vs_new']:.1f}x",
+                f"{r['krylov']}/{r['matrices']}", f"{r['max_err_diff']:.1e}"] for r in rows])
     if args.json:
         tmp = f"{args.json}.tmp{os.getpid()}"
         with open(tmp, 'w') as f:

@@ -166,6 +166,30 @@ def test_b_major_feature_orders_equal_permuted_torch_kron(in_f, out_f, a_shape, 
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize('permuted_in,permuted_out', [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize('path', KRON_PATHS)
+@pytest.mark.parametrize('in_f,out_f,a_shape,factors', STRUCTURES)
+def test_every_path_under_bf16_autocast(in_f, out_f, a_shape, factors, path, permuted_in, permuted_out):
+    """fp32 weights under torch.autocast(bfloat16), as train.py runs with dtype=bfloat16: a bf16 result,
+    values and gradients within bf16's rounding of the float64 reference (a wrong order is off by ~100%)"""
+    ref_lin = random_layer(in_f, out_f, a_shape, factors, True, path)
+    lin = random_layer(in_f, out_f, a_shape, factors, True, path).float()
+    (m1, n1), m2, n2 = a_shape, in_f // a_shape[0], out_f // a_shape[1]
+    rows = permuted_order(m1, m2) if permuted_in else torch.arange(in_f)
+    cols = permuted_order(n1, n2) if permuted_out else torch.arange(out_f)
+    x = torch.randn(64, in_f, dtype=torch.double, requires_grad=True)
+    xf = x.detach().float().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = lin(xf, permuted_in=permuted_in, permuted_out=permuted_out)
+    assert y.dtype == torch.bfloat16
+    ref = x @ kron_reference(ref_lin)[rows][:, cols] + ref_lin.bias[cols]
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad((y.double() * g).sum(), [xf, *lin.parameters()])
+    ref_grads = torch.autograd.grad((ref * g).sum(), [x, *ref_lin.parameters()])
+    for a, b in zip((y, *grads), (ref, *ref_grads)):
+        assert ((a.double() - b).norm() / b.norm()).item() < 0.06
+
+
 @pytest.mark.parametrize('path', KRON_PATHS)
 @pytest.mark.parametrize('dims', [(4, 16, 1), (8, 8, 1), (2, 8, 3)])
 def test_kron_mlp_equals_dense_mlp_of_its_weights(dims, path):
