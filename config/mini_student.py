@@ -12,5 +12,5 @@ warmup_iters = 25
 max_iters = 500
 lr_decay_iters = 500
 eval_interval = 100
-eval_iters = 16
+eval_iters = 10
 log_interval = 50
