@@ -168,3 +168,23 @@ def wikitext_rows(path):
     read_text(path)  # missing, empty or not UTF-8: one line naming the file
     with open(path, encoding='utf-8') as f:
         return [row if row.strip() else '' for row in f]
+
+
+def jsonl_texts(path):
+    """The "text" of every JSON object of a .jsonl file, one per line (blank lines skipped); a line
+    that is not such an object raises ValueError naming the file and the line."""
+    import json
+    read_text(path)  # empty or not UTF-8
+    texts = []
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get('text'), str):
+                raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
+            texts.append(row['text'])
+    return texts

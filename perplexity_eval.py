@@ -39,7 +39,7 @@ import torch
 
 import cli
 from checkpoint import hub_reachable, load_model, model_source
-from files import atomic_write, check_destination, read_text, wikitext_rows
+from files import atomic_write, check_destination, jsonl_texts, read_text, wikitext_rows
 from tokenizer import GPT2BPE, tokenizer_for
 from logits import token_nll
 
@@ -106,22 +106,9 @@ def _read_file(path, reader):
     naming it (and the line, for jsonl)."""
     if reader == 'wikitext':
         return wikitext_rows(path)
-    read_text(path)  # empty or not UTF-8 (e.g. a binary file): one line naming it
-    with open(path, encoding='utf-8') as f:
-        if reader == 'lines':
-            return f.read().splitlines()
-        rows = []
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get('text'), str):
-                raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
-            rows.append(row['text'])
-        return rows
+    if reader == 'jsonl':
+        return jsonl_texts(path)
+    return read_text(path).splitlines()  # empty or not UTF-8 (e.g. a binary file): one line naming it
 
 
 def load_texts(name, split='test', data_dir=None):

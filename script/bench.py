@@ -49,12 +49,14 @@ from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import cli  # noqa: E402
 from checkpoint import save_checkpoint  # noqa: E402
+from files import atomic_write, check_destination  # noqa: E402
 from kron_decompose import fit_stats, nearest_kron  # noqa: E402
 from factored import KronLinear, MatrixKind, kron_costs, kron_shapes  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
 
-# (label, dim_1, dim_2, factors): the Krony-PT models of REFERENCE.md on GPT-2 small
+# (label, dim_1, dim_2, factors): the Krony-PT models of docs/reference.md on GPT-2 small
 SHAPES = [('81M', 768, 768, 1), ('96M', 384, 3072, 1), ('80M-2', 256, 1024, 2),
           ('92M-4', 256, 1024, 4), ('67M', 32, 64, 1)]
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257)
@@ -455,6 +457,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.json:
+        check_destination(args.json)  # before minutes of measuring
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no CUDA GPU; run on CPU with --device cpu")
@@ -538,14 +542,8 @@ def main(argv=None):
                 f"{r['svd_s']:.2f}", f"{r['new_s']:.2f}", f"{r['svd_vs_new']:.1f}x",
                 f"{r['krylov']}/{r['matrices']}", f"{r['max_err_diff']:.1e}"] for r in rows])
     if args.json:
-        tmp = f"{args.json}.tmp{os.getpid()}"
-        with open(tmp, 'w') as f:
-            json.dump(results, f, indent=1)
-        os.replace(tmp, args.json)
+        atomic_write(args.json, lambda f: json.dump(results, f, indent=1), mode='w')
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -26,7 +26,7 @@ Checks (each passes or fails, except `paths`, a measurement):
          equals the CPU figure within PPL_TOL relative, and so does the checkpoint itself
 
 --device cpu runs every check on tiny shapes (bench.py --quick): it shows the script works before a
-GPU is lent; its figures mean nothing. Output in --out (default checks/gpu_check): results.json
+GPU is lent; its figures mean nothing. Output in --out (default out/gpu_check): results.json
 (every number), summary.md, log.txt (the subprocesses' output), bench_bf16.json, bench_fp32.json.
 The exit status is 1 if any check failed.
 """
@@ -51,7 +51,9 @@ from torch.nn import functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'script'))
+import cli  # noqa: E402
 import factored  # noqa: E402
+from files import check_destination  # noqa: E402
 from bench import (GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, kron_paths,  # noqa: E402
                    model_config)
 from checkpoint import save_checkpoint  # noqa: E402
@@ -457,7 +459,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cuda', help='cuda (the check) or cpu (a dry run on tiny shapes)')
-    p.add_argument('--out', default=os.path.join(ROOT, 'checks', 'gpu_check'), help='folder for every result')
+    p.add_argument('--out', default=os.path.join(ROOT, 'out', 'gpu_check'), help='folder for every result')
     p.add_argument('--checks', default=','.join(CHECKS), help=f"comma-separated subset of {','.join(CHECKS)}")
     args = p.parse_args(argv)
     args.checks = [c for c in args.checks.split(',') if c]
@@ -472,8 +474,7 @@ def parse_args(argv=None):
         raise ValueError(f"--device {args.device} : gpu_check runs on cuda, or on cpu as a dry run")
     if args.device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no CUDA GPU; --device cpu runs the dry run")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out} is a file, not a folder")
+    check_destination(args.out, kind='dir')
     return args
 
 
@@ -535,7 +536,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        sys.exit(main())
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    sys.exit(cli.run(main))

@@ -147,6 +147,11 @@ def cases(d, f):
         'demo_out_dir_is_a_file': (['script/demo.py', '--quick', '--out_dir', f['file']],
                                    'exists and is not a directory'),
         'compare_out_is_a_file': (['script/compare.py', '--quick', '--out', f['file']], 'exists and is not a directory'),
+        'bench_json_onto_directory': (['script/bench.py', '--quick', '--json', f['dir']], 'is a directory'),
+        'gpu_check_out_is_a_file': (['script/gpu_check.py', '--device', 'cpu', '--out', f['file']],
+                                    'exists and is not a directory'),
+        'mingpt_tricks_out_is_a_file': (['script/mingpt_tricks.py', '--quick', '--out', f['file']],
+                                        'exists and is not a directory'),
         # 2. no silent overwrite; no empty or malformed input
         'decompose_existing_out': (['kron_decompose.py', 16, 16, 1, '--from', f['gpt2'], '--out', f['existing']],
                                    'exists; pass --force'),

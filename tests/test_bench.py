@@ -67,7 +67,7 @@ def test_prints_five_well_formed_tables(quick):
 
 
 def independent_params(d1, d2, f):
-    """GPT parameters with the MLP matrices replaced by f pairs of factors (REFERENCE.md's sum)."""
+    """GPT parameters with the MLP matrices replaced by f pairs of factors (docs/reference.md's sum)."""
     c = bench.QUICK
     n, h = c['n_embd'], 4 * c['n_embd']
     dense = GPT(GPTConfig(**c)).num_params('paper')

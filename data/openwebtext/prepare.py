@@ -11,7 +11,6 @@ About 54 GB of hub download and cache; the result is 17 GB. Rerunning rebuilds t
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,7 +19,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
 import cli  # noqa: E402
-from files import check_destination, read_text  # noqa: E402
+from files import check_destination, jsonl_texts, read_text  # noqa: E402
 
 SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents as theirs
 VAL_FRACTION = 0.0005
@@ -54,18 +53,10 @@ def check_local_file(path):
         raise ValueError(f"{path} does not exist; pass .txt files (one document each) or .jsonl files ({{'text': ...}} per line)")
     if not path.endswith(('.txt', '.jsonl')):
         raise ValueError(f"{path}: expected a .txt (one document) or a .jsonl file")
-    read_text(path)  # empty or not UTF-8
     if path.endswith('.jsonl'):
-        with open(path, encoding='utf-8') as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get('text'), str):
-                    raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
+        jsonl_texts(path)  # every line a {"text": ...} object
+    else:
+        read_text(path)  # empty or not UTF-8
 
 
 def encode_document(example):
