@@ -7,13 +7,27 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # each argv of `bad` runs as `python SCRIPT ARGS...` would, all in one interpreter that imports torch
-# once; sys.exit("error: ...") becomes status 1 with the message on stderr, as in Python
+# once; sys.exit("error: ...") becomes status 1 with the message on stderr, as in Python. Each result
+# is [exit status, stderr], plus, when a workspace folder is given as the second argument, the
+# files under it that changed, appeared or vanished during the run
 HARNESS = r'''
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, hashlib, io, json, os, runpy, sys, traceback
+cases, ws = json.loads(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else None)
+
+def snapshot():
+    out = {}
+    for d, _, names in (os.walk(ws) if ws else ()):
+        for n in names:
+            p = os.path.join(d, n)
+            with open(p, 'rb') as f:
+                out[os.path.relpath(p, ws)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
 results = {}
-for name, argv in json.loads(sys.argv[1]).items():
-    sys.argv, err, code = argv, io.StringIO(), 0
-    with contextlib.redirect_stderr(err):
+for name, argv in cases.items():
+    before, err, code = snapshot(), io.StringIO(), 0
+    sys.argv = argv
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
             runpy.run_path(argv[0], run_name='__main__')
         except SystemExit as e:
@@ -23,7 +37,10 @@ for name, argv in json.loads(sys.argv[1]).items():
         except BaseException:
             traceback.print_exc()
             code = 1
+    after = snapshot()
     results[name] = [code, err.getvalue()]
+    if ws:
+        results[name].append(sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
 print(json.dumps(results))
 '''
 

@@ -15,43 +15,9 @@ import pytest
 import torch
 
 from checkpoint import save_checkpoint
+from cli_runs import HARNESS
 from conftest import ROOT
 from model import GPT, GPTConfig
-
-# the harness runs each case as `python SCRIPT ARGS...` would, in the repository root, and records
-# (exit status, stderr, the workspace files that changed or appeared)
-HARNESS = r'''
-import contextlib, hashlib, io, json, os, runpy, sys, traceback
-cases, ws = json.loads(sys.argv[1]), sys.argv[2]
-
-def snapshot():
-    out = {}
-    for d, _, names in os.walk(ws):
-        for n in names:
-            p = os.path.join(d, n)
-            with open(p, 'rb') as f:
-                out[os.path.relpath(p, ws)] = hashlib.sha256(f.read()).hexdigest()
-    return out
-
-results = {}
-for name, argv in cases.items():
-    before, err, code = snapshot(), io.StringIO(), 0
-    sys.argv = argv
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            runpy.run_path(argv[0], run_name='__main__')
-        except SystemExit as e:
-            if isinstance(e.code, str):
-                print(e.code, file=sys.stderr)
-            code = 1 if isinstance(e.code, str) else (e.code or 0)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    after = snapshot()
-    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    results[name] = [code, err.getvalue(), changed]
-print(json.dumps(results))
-'''
 
 
 def tiny(vocab_size, **kw):
