@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
-from files import check_destination  # noqa: E402
+from files import atomic_write, check_destination  # noqa: E402
 from stages import ROOT, Progress, clock, parse_train_log, run_script, wikitext_test_head  # noqa: E402
 
 DATASET = 'wikitext103_valid_char'
@@ -115,18 +115,20 @@ def variants(s):
     }
 
 
-# (claim, [(better, worse)] pairs of variants it predicts); the paper's wording
+# (claim, [(a, b)] pairs of variants, what it predicts for each pair): 'better' that a beats b,
+# 'equal' that a and b are within noise; the claims as the papers make them
 CLAIMS = [
-    ('VL initialisation beats random initialisation', [('vl_norm', 'random'), ('vl', 'random')]),
-    ('normalisation improves VL', [('vl_norm', 'vl'), ('vl96_norm', 'vl96')]),
-    ('learnable scalars improve VL + normalisation', [('vl_norm_scalers', 'vl_norm')]),
-    ('prune beats VL at the 96M shape', [('prune96', 'vl96'), ('prune96_norm', 'vl96_norm')]),
-    ('more factors are better (2 vs 1, 4 vs 2)', [('f2', 'f1'), ('f4', 'f2')]),
-    ('Kronecker beats low-rank SVD at equal size', [('vl_norm', 'lowrank')]),
+    ('VL initialisation beats random initialisation', [('vl_norm', 'random'), ('vl', 'random')], 'better'),
+    ('normalisation improves VL', [('vl_norm', 'vl'), ('vl96_norm', 'vl96')], 'better'),
+    ('learnable scalars improve VL + normalisation', [('vl_norm_scalers', 'vl_norm')], 'better'),
+    ('prune beats VL at the 96M shape', [('prune96', 'vl96'), ('prune96_norm', 'vl96_norm')], 'better'),
+    ('more factors are better (2 vs 1, 4 vs 2)', [('f2', 'f1'), ('f4', 'f2')], 'better'),
+    ('Kronecker beats low-rank SVD at equal size', [('vl_norm', 'lowrank')], 'better'),
     ('Kronecker beats truncation + distillation (DistilGPT2) at equal size',
-     [('vl_norm', 'truncate_kd'), ('vl_norm_kd', 'truncate_kd')]),
-    ('distillation does not help the Kronecker student (no gain)', [('vl_norm_kd', 'vl_norm')]),
-    ('initialising from the teacher beats training from scratch', [('vl_norm', 'scratch'), ('vl_norm', 'inrank')]),
+     [('vl_norm', 'truncate_kd'), ('vl_norm_kd', 'truncate_kd')], 'better'),
+    ('distillation gives the Kronecker student no gain', [('vl_norm_kd', 'vl_norm')], 'equal'),
+    ('initialising from the teacher beats training from scratch',
+     [('vl_norm', 'scratch'), ('vl_norm', 'inrank')], 'better'),
 ]
 
 
@@ -239,7 +241,7 @@ def gap_kept(bpb, teacher_bpb, fresh_bpb):
 
 def compare_pair(runs, better, worse):
     """Paired by seed (the same data order): differences of test bits per byte (worse - better,
-    positive when the claim holds). The difference counts when its mean is more than twice its
+    positive when `better` is better). The difference counts when its mean is more than twice its
     standard error; otherwise it is within noise."""
     a = {r['seed']: r['bpb'] for r in runs if r['name'] == better}
     b = {r['seed']: r['bpb'] for r in runs if r['name'] == worse}
@@ -250,6 +252,14 @@ def compare_pair(runs, better, worse):
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float('inf')
     verdict = 'within noise' if abs(m) <= 2 * se else ('holds' if m > 0 else 'reversed')
     return dict(better=better, worse=worse, diff=m, se=se, n=len(diffs), verdict=verdict)
+
+
+def claim_verdict(c, prediction):
+    """What a pair's comparison says of a claim that predicts 'better' (the first beats the second)
+    or 'equal' (no difference beyond noise)."""
+    if prediction == 'better':
+        return c['verdict']
+    return 'holds' if c['verdict'] == 'within noise' else f"does not hold: {c['better'] if c['diff'] > 0 else c['worse']} is better"
 
 
 def markdown(s, table, teacher, runs, fresh_bpb, command, minutes):
@@ -277,12 +287,13 @@ def markdown(s, table, teacher, runs, fresh_bpb, command, minutes):
                      f"{pm([100 * gap_kept(r['bpb'], teacher['bpb'], fresh_bpb) for r in rs], '.1f')}% |")
     lines += ['', '| claim | comparison (paired by seed) | difference in test bits/byte | verdict |',
               '|---|---|---|---|']
-    for claim, pairs in CLAIMS:
-        for better, worse in pairs:
-            c = compare_pair(runs, better, worse)
+    for claim, pairs, prediction in CLAIMS:
+        for a, b in pairs:
+            c = compare_pair(runs, a, b)
             if c:
-                lines.append(f"| {claim} | {better} better than {worse} | {c['diff']:+.4f} ± {c['se']:.4f} "
-                             f"(n={c['n']}) | {c['verdict']} |")
+                said = f"{a} better than {b}" if prediction == 'better' else f"{a} equal to {b}"
+                lines.append(f"| {claim} | {said} | {c['diff']:+.4f} ± {c['se']:.4f} "
+                             f"(n={c['n']}) | {claim_verdict(c, prediction)} |")
     shown = {k: v for k, v in s.items() if k != 'dataset'}
     lines += ['', f"Teacher `{TEACHER}`, students `{STUDENT}` (the 'student_tokens' characters per step; "
               f"from scratch with the teacher's learning rate); settings {json.dumps(dict(shown, seeds=list(s['seeds'])))}; "
@@ -290,9 +301,9 @@ def markdown(s, table, teacher, runs, fresh_bpb, command, minutes):
               "val loss: train.py's mean over the same validation batches for every run (nats per character); "
               "the best one chooses the checkpoint evaluated on the test text. ± is the standard deviation "
               "over seeds. Gap kept: (fresh - student) / (fresh - teacher) in test bits per byte, with "
-              f"the fresh model at ln(vocab) per character ({fresh_bpb:.4f} bits/byte here). A claim's difference "
-              "is worse minus better (positive: the claim holds), ± its standard error over seeds; it "
-              "counts when larger than twice that, else it is within noise."]
+              f"the fresh model at ln(vocab) per character ({fresh_bpb:.4f} bits/byte here). A comparison's "
+              "difference is the second's bits/byte minus the first's (positive: the first is better), ± its "
+              "standard error over seeds; it counts when larger than twice that, else it is within noise."]
     return '\n'.join(lines) + '\n'
 
 
@@ -336,6 +347,8 @@ def main(argv=None):
     p.add_argument('--only', default='', help='comma-separated variants (the teacher always runs)')
     p.add_argument('--seeds', default='', help='comma-separated seeds (default: the setting\'s)')
     p.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='runs side by side, one thread each')
+    p.add_argument('--report', action='store_true',
+                   help="only rewrite results.md and val_curves.png from the run's results.json in --out")
     args = p.parse_args(argv)
     s = dict(SETTINGS['quick' if args.quick else 'default'])
     if args.seeds:
@@ -351,6 +364,12 @@ def main(argv=None):
     out = os.path.abspath(args.out or os.path.join(ROOT, 'out', 'compare_quick' if args.quick else 'compare'))
     command = ' '.join(['python script/compare.py'] + (argv if argv is not None else sys.argv[1:]))
     t_start = time.time()
+    if args.report:
+        path = os.path.join(out, 'results.json')
+        if not os.path.isfile(path):
+            raise ValueError(f"--report: {path} does not exist; run the comparison first")
+        with open(path) as f:
+            return report(out, json.load(f))
 
     check_destination(out, force=True, kind='dir')
     os.makedirs(out, exist_ok=True)
@@ -397,13 +416,19 @@ def main(argv=None):
         text = f.read()
     fresh_bpb = math.log2(vocab) * len(text) / len(text.encode('utf-8'))
     minutes = (time.time() - t_start) / 60
-    md = markdown(s, table, teacher, runs, fresh_bpb, command, minutes)
-    with open(os.path.join(out, 'results.md'), 'w') as f:
-        f.write(md)
-    with open(os.path.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(command=command, settings=dict(s, seeds=list(s['seeds'])), distil=DISTIL, minutes=round(minutes, 2),
-                       fresh_bpb=fresh_bpb, teacher=teacher, runs=runs), f, indent=1)
-    plot_curves(table, teacher, runs, os.path.join(out, 'val_curves.png'))
+    results = dict(command=command, settings=dict(s, seeds=list(s['seeds'])), distil=DISTIL, minutes=round(minutes, 2),
+                   fresh_bpb=fresh_bpb, teacher=teacher, runs=runs)
+    atomic_write(os.path.join(out, 'results.json'), lambda f: json.dump(results, f, indent=1), mode='w')
+    report(out, results)
+
+
+def report(out, results):
+    """results.md and val_curves.png from the runs in results.json."""
+    s, table = results['settings'], variants(results['settings'])
+    md = markdown(s, table, results['teacher'], results['runs'], results['fresh_bpb'], results['command'],
+                  results['minutes'])
+    atomic_write(os.path.join(out, 'results.md'), lambda f: f.write(md), mode='w')
+    plot_curves(table, results['teacher'], results['runs'], os.path.join(out, 'val_curves.png'))
     print('\n' + md + f"wrote {out}/results.md, results.json and val_curves.png")
 
 

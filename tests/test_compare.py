@@ -70,6 +70,10 @@ def test_claim_statistics():
     noisy = [dict(name='a', seed=s, bpb=b) for s, b in enumerate([1.0, 1.2, 0.9])] + \
             [dict(name='b', seed=s, bpb=b) for s, b in enumerate([1.1, 1.0, 1.0])]
     assert compare.compare_pair(noisy, 'a', 'b')['verdict'] == 'within noise'
+    # a claim of no difference holds within noise and fails on a clear difference either way
+    assert compare.claim_verdict(compare.compare_pair(noisy, 'a', 'b'), 'equal') == 'holds'
+    assert compare.claim_verdict(c, 'equal') == 'does not hold: a is better'
+    assert compare.claim_verdict(compare.compare_pair(runs, 'b', 'a'), 'equal') == 'does not hold: a is better'
     assert compare.gap_kept(2.0, 2.0, 7.0) == 1.0 and compare.gap_kept(7.0, 2.0, 7.0) == 0.0
     assert compare.gap_kept(3.0, 2.0, 7.0) == pytest.approx(0.8)
 
@@ -120,3 +124,13 @@ def test_quick_run_figures_agree_with_the_checkpoints(quick):
     assert stage2['model_args']['lowrank_rank'] == runs['inrank']['rank']
     assert s['inrank_init_modes'] <= runs['inrank']['rank'] <= s['n_embd'] // 2 - s['inrank_buffer_modes']
     assert runs['truncate_kd']['params'] < teacher['params'] and runs['lowrank']['mlp_params'] < teacher['mlp_params']
+
+
+def test_report_rewrites_the_same_tables_from_results_json(quick):
+    out, _, _ = quick
+    md = (out / 'results.md').read_text()
+    (out / 'results.md').unlink()
+    r = subprocess.run([sys.executable, 'script/compare.py', '--report', '--out', str(out)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / 'results.md').read_text() == md
