@@ -34,7 +34,7 @@ QUICK = dict(model=['--n_layer=2', '--n_head=2', '--n_embd=24', '--block_size=32
              student=['--max_iters=4', '--lr_decay_iters=4', '--eval_interval=2', '--eval_iters=2', '--log_interval=2',
                       '--block_size=32', '--batch_size=4'],
              n_embd=24, test_chars=3_000, speed_rounds=2, threads=1)
-FULL = dict(model=[], teacher=[], student=[], n_embd=96, test_chars=0, speed_rounds=7, threads=None)
+FULL = dict(model=[], teacher=[], student=[], n_embd=96, test_chars=200_000, speed_rounds=7, threads=None)
 
 
 def show(line):
@@ -42,15 +42,17 @@ def show(line):
     return line.startswith(('model:', 'eval ', 'iter ', 'done:', 'wrote ', 'parameters', 'note:'))
 
 
-def forward_speed(paths, block_size, rounds, tokens=8192):
-    """Forward tokens/s of each checkpoint's model (evaluation, no gradients), measured side by side:
-    every round runs each model once in turn, reversed every other round; medians over rounds."""
+def forward_speed(paths, rounds, tokens=8192):
+    """Forward tokens/s of each checkpoint's model (evaluation, no gradients) on full-length
+    sequences, measured side by side: every round runs each model once in turn, reversed every
+    other round; medians over rounds."""
     import torch
     sys.path.insert(0, ROOT)
     from checkpoint import load_model
     torch.manual_seed(0)
     models = {label: load_model(path)[0].eval() for label, path in paths.items()}
     vocab = next(iter(models.values())).config.vocab_size
+    block_size = min(m.config.block_size for m in models.values())
     x = torch.randint(vocab, (max(1, tokens // block_size), block_size))
     times = {label: [] for label in models}
     with torch.no_grad():
@@ -115,7 +117,7 @@ def main():
     print("[speed] forward tokens/s, side by side in this process", flush=True)
     ckpts = {label: path for (label, path) in rows[:2]}
     ckpts['student trained (HF export)'] = os.path.join(paths['student'], 'best.pt')  # the factored model
-    speed = forward_speed(ckpts, 32 if args.quick else 256, s['speed_rounds'])
+    speed = forward_speed(ckpts, s['speed_rounds'])
 
     sys.path.insert(0, ROOT)
     from checkpoint import load_model
