@@ -6,7 +6,7 @@ plus U+FFFD for any other character, so that held-out text always encodes). The 
 with "\\n\\n" as perplexity_eval.py joins them, and the test split stays held out for it.
 Reads data/texts/wikitext-103-v1/wiki.valid.tokens.
 
-    python data/wikitext103_valid_char/prepare.py [--args.out_dir DIR] [--source FILE]
+    python data/wikitext103_valid_char/prepare.py [--out_dir DIR] [--source FILE]
 """
 
 import os
