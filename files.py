@@ -13,6 +13,7 @@ by the next one instead of accumulating; nothing else is ever deleted.
 
 import contextlib
 import errno
+import io
 import os
 import re
 import shutil
@@ -165,26 +166,23 @@ def prepare_args(doc, out_dir, source):
 def wikitext_rows(path):
     """The rows of a WikiText file as HF's wikitext loader gives them: every line with its "\\n",
     whitespace-only lines as ''."""
-    read_text(path)  # missing, empty or not UTF-8: one line naming the file
-    with open(path, encoding='utf-8') as f:
-        return [row if row.strip() else '' for row in f]
+    lines = io.StringIO(read_text(path))  # missing, empty or not UTF-8: one line naming the file
+    return [row if row.strip() else '' for row in lines]
 
 
 def jsonl_texts(path):
     """The "text" of every JSON object of a .jsonl file, one per line (blank lines skipped); a line
     that is not such an object raises ValueError naming the file and the line."""
     import json
-    read_text(path)  # empty or not UTF-8
     texts = []
-    with open(path, encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get('text'), str):
-                raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
-            texts.append(row['text'])
+    for i, line in enumerate(io.StringIO(read_text(path)), 1):  # empty or not UTF-8: one line
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get('text'), str):
+            raise ValueError(f"{path}, line {i}: no \"text\" string in the JSON object")
+        texts.append(row['text'])
     return texts

@@ -75,9 +75,8 @@ SOLVERS = ('auto', 'svd')
 def one_thread():
     """torch on one thread inside the block, for thin matrices: the iteration's products (a few
     columns) and the QR of a long thin rearrangement are memory-bound, the iteration's eigh and QR
-    small, so more threads gain little, and on a loaded machine they wait on each other: two
-    threads on a busy 2-core host took 0.7 s for one 200 x 200 eigh, 1.7 s instead of 0.3 s for a
-    whole 2048 x 1152 solve and 0.2 s instead of 0.06 s for a 589824 x 4 one."""
+    small, so more threads gain little, and on a loaded machine they wait on each other, which
+    made whole solves several times slower (measurements in script/progress.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -30,8 +30,6 @@ from files import atomic_dir, check_destination
 from model import HF_CONV1D, convert_mlps, with_mlp
 from tokenizer import tokenizer_for, write_hf_tokenizer
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
-
 
 def to_dense_gpt(model):
     """A dense GPT (mlp='dense') computing the same function: every MLP matrix folded to (out, in)."""
@@ -108,7 +106,7 @@ def main(argv=None):
     model, ckpt = load_model(args.checkpoint)
     check_representable(model.config)
     try:
-        tok = None if args.no_tokenizer else tokenizer_for(model, ckpt, data_root=DATA)
+        tok = None if args.no_tokenizer else tokenizer_for(model, ckpt)
     except ValueError as e:
         raise ValueError(f"{e}; pass --no-tokenizer to export the weights alone") from None
     c = model.config

@@ -271,8 +271,7 @@ def main():
 
     model, ckpt = load_model(args.model)
     model.to(device).eval()
-    model_dir = args.model if os.path.isdir(os.path.expanduser(args.model)) else None
-    tok = tokenizer_for(model, ckpt, model_dir, data_root=os.path.dirname(REPO_DATA))
+    tok = tokenizer_for(model, ckpt, args.model)
     block = model.config.block_size
     max_length = args.max_length or block
     if not 2 <= max_length <= block:

@@ -19,8 +19,6 @@ import cli
 from checkpoint import load_model
 from tokenizer import CharTokenizer, read_meta, tokenizer_for
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-
 
 def read_meta_tokenizer(path):
     if not os.path.isfile(path):
@@ -63,8 +61,7 @@ def main():
 
     model, ckpt = load_model(args.model)
     model.to(args.device).eval()
-    model_dir = args.model if os.path.isdir(os.path.expanduser(args.model)) else None
-    tok = meta_tok or tokenizer_for(model, ckpt, model_dir, data_root=os.path.join(ROOT, 'data'))
+    tok = meta_tok or tokenizer_for(model, ckpt, args.model)
     if tok.vocab_size > model.config.vocab_size:
         raise ValueError(f"the tokenizer has {tok.vocab_size} ids, more than the model's {model.config.vocab_size}")
     ids = tok.encode(prompt)

@@ -279,8 +279,9 @@ class Run:
         model, ckpt, source_vocab = build_model(c, self.meta['vocab_size'] if self.meta else 0)
         self.model_args = asdict(model.config)
         # the character vocabulary travels with the checkpoints (export and evaluation need it)
-        self.vocab = char_vocab(self.meta) or source_vocab
-        if char_vocab(self.meta) and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != self.vocab['itos']:
+        data_vocab = char_vocab(self.meta)
+        self.vocab = data_vocab or source_vocab
+        if data_vocab and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != data_vocab['itos']:
             raise ValueError(f"data/{c.dataset} is a character set other than the one {c.init_from} was trained on; "
                              f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:

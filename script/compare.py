@@ -63,10 +63,11 @@ SETTINGS = {
 
 def resolved(config, overrides):
     """The train.py config that a config file plus overrides give (train.py's own reading)."""
-    sys.path.insert(0, ROOT)
     import train
     from configurator import load_config
     return load_config(train.DEFAULTS, [os.path.join(ROOT, config), *overrides])
+
+
 # DistilGPT2's public training command: the loss weights and the frozen position embeddings
 DISTIL = dict(kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0, kd_temperature=2.0, freeze_pos_emb=True)
 
@@ -149,6 +150,10 @@ class Experiment:
         self.test_file = wikitext_test_head(s['test_chars'], os.path.join(out, 'test_text.txt'))
         self.teacher = os.path.join(out, 'teacher', 'best.pt')
 
+    def scratch_lr(self):
+        """The schedule of the runs that start from scratch: the teacher's peak and floor."""
+        return dict(learning_rate=self.s['teacher_lr'], min_lr=self.s['teacher_lr'] / 10)
+
     def run(self, name, args, threads=1):
         return run_script(args, os.path.join(self.out, 'logs', f'{name}.log'), threads=threads)
 
@@ -184,7 +189,7 @@ class Experiment:
                 init = self.make_init(f'random_s{seed}', [('kron_decompose.py', [*self.k81, 1, '--init', 'random',
                                                                                 '--seed', seed])])
             if init is None:  # from scratch: the teacher's learning rate, the students' steps
-                extra = dict(extra, init_from='scratch', learning_rate=s['teacher_lr'], min_lr=s['teacher_lr'] / 10)
+                extra = dict(extra, init_from='scratch', **self.scratch_lr())
             else:
                 extra = dict(extra, init_from=init)
             if extra.get('kd_alpha_ce'):
@@ -199,8 +204,7 @@ class Experiment:
         """InRank as its code runs: stage 1 from scratch (kaiming-uniform factors) with rank growth,
         truncation to the rank found, stage 2 at that rank continuing stage 1's run (step count,
         learning-rate schedule, Adam moments sliced to the kept ranks)."""
-        s, sch = self.s, inrank_schedule(self.s['student_iters'])
-        lr = dict(learning_rate=s['teacher_lr'], min_lr=s['teacher_lr'] / 10)
+        s, sch, lr = self.s, inrank_schedule(self.s['student_iters']), self.scratch_lr()
         stage1 = out_dir + '_stage1'
         log1 = self.run(f'inrank_s{seed}_stage1', train_args(
             s, 'student', stage1, seed, init_from='scratch', max_iters=sch['stage1'], **lr,
@@ -218,7 +222,6 @@ class Experiment:
 
 def mlp_params(path):
     """Parameters of a checkpoint's MLP weight matrices (factors, scalars; biases excluded)."""
-    sys.path.insert(0, ROOT)
     from checkpoint import load_model
     return load_model(path)[0].mlp_params()
 

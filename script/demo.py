@@ -47,7 +47,6 @@ def forward_speed(paths, rounds, tokens=8192):
     sequences, measured side by side: every round runs each model once in turn, reversed every
     other round; medians over rounds."""
     import torch
-    sys.path.insert(0, ROOT)
     from checkpoint import load_model
     torch.manual_seed(0)
     models = {label: load_model(path)[0].eval() for label, path in paths.items()}
@@ -119,7 +118,6 @@ def main():
     ckpts['student trained (HF export)'] = os.path.join(paths['student'], 'best.pt')  # the factored model
     speed = forward_speed(ckpts, s['speed_rounds'])
 
-    sys.path.insert(0, ROOT)
     from checkpoint import load_model
     sizes = [load_model(path)[0] for path in ckpts.values()]
     print(f"\nheld-out text: {what} ({results[0]['n_tokens']:,} characters; perplexity_eval.py's window "

@@ -25,18 +25,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, '..', '..')
 sys.path.insert(0, ROOT)  # tokenizer.py and files.py at the repository root
+import cli  # noqa: E402
+from files import atomic_write, check_destination, wikitext_rows  # noqa: E402
 
 VALID = os.path.normpath(os.path.join(ROOT, 'data', 'texts', 'wikitext-2-raw', 'wiki.valid.raw'))
 CHUNK = 20_000  # rows encoded per batch: bounded memory for the 1.8M rows of the train split
-
-
-def file_rows(path):
-    """The rows of a raw WikiText file as the hub's dataset has them: each line with its newline,
-    a blank line as ''."""
-    from files import read_text
-    read_text(path)  # missing, empty or not UTF-8: one line naming the file
-    with open(path, encoding='utf-8') as f:
-        return [row if row.strip() else '' for row in f]
 
 
 def hub_rows(hf_name, hf_config, split):
@@ -52,7 +45,6 @@ def hub_rows(hf_name, hf_config, split):
 
 def write_rows(rows, path, num_threads):
     """Encode every row on its own, concatenate, write uint16 atomically; returns (rows, tokens)."""
-    from files import atomic_write
     from tokenizer import get_encoding
     enc = get_encoding()
     counts = [0, 0]
@@ -79,7 +71,7 @@ def prepare(train_file, val_file, out_dir, num_threads, hf_name='Salesforce/wiki
             hf_config='wikitext-103-raw-v1'):
     """{'train': n_tokens, 'val': n_tokens} after writing out_dir/{train,val}.bin."""
     if train_file:
-        splits = {'train': file_rows(train_file), 'val': file_rows(val_file or VALID)}
+        splits = {'train': wikitext_rows(train_file), 'val': wikitext_rows(val_file or VALID)}
     else:
         splits = {'train': hub_rows(hf_name, hf_config, 'train'), 'val': hub_rows(hf_name, hf_config, 'validation')}
     os.makedirs(out_dir, exist_ok=True)
@@ -101,11 +93,9 @@ def main():
     args = p.parse_args()
     if args.val_file and not args.train_file:
         raise ValueError("--val_file goes with --train_file (without it both splits come from the hub)")
+    check_destination(args.out_dir, kind='dir')  # before reading or downloading anything
     prepare(args.train_file, args.val_file, args.out_dir, args.num_threads, args.hf_name, args.hf_config)
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)
