@@ -135,7 +135,7 @@ def kron_moves(m1, n1, m2, n2, n_factors, n_tokens, permuted_in=False, permuted_
     x_copy = 0 if permuted_in or m2 == 1 else N * m1 * m2
     y_copy = 0 if permuted_out or n2 == 1 else N * n1 * n2
     return {
-        'b_first': N * n2 * F_ * m1 + y_copy,
+        'b_first': N * n2 * F_ * m1 + x_copy + y_copy,
         'a_first': N * m2 * F_ * n1 + x_copy + y_copy,
         'dense': m1 * n1 * m2 * n2,
     }
@@ -149,6 +149,26 @@ def kron_moves(m1, n1, m2, n2, n_factors, n_tokens, permuted_in=False, permuted_
 # One fixed table keeps the choice deterministic: the same shapes always take the same path, so a
 # resumed run is bit-exact.
 MOVE_MACS = {'cpu': 32, 'cuda': 32}
+
+
+class _Transposed(torch.autograd.Function):
+    """x.transpose(1, 2) as a contiguous copy whose gradient is a contiguous copy as well. Plain
+    autograd would hand the gradient back as a strided view, and the batched products that consume
+    it on the way back read such a view several times slower (80M-2's MLP step: 0.82x -> 0.75x of
+    dense, script/bench.py --tables mlp)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.transpose(1, 2).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(1, 2).contiguous()
+
+
+def transposed(x):
+    """(B, P, Q) -> contiguous (B, Q, P); see _Transposed."""
+    return _Transposed.apply(x)
 
 
 @register('kron')
@@ -262,8 +282,9 @@ class KronLinear(MatrixKind):
             return y.view(*lead, self.out_features)
         if path == 'b_first':
             # t[n, j2, f, i1] = sum_i2 B_f[i2, j2] x[n, i1, i2]: a small matrix times each token's
-            # (m2, m1) panel, the orientation in which the tiny product runs at memory speed
-            xv = x.view(N, m2, m1) if permuted_in else x.view(N, m1, m2).transpose(1, 2)
+            # (m2, m1) panel (input in kron order is copied to that layout first: reading it
+            # strided costs more, forward and backward, than the copy)
+            xv = x.view(N, m2, m1) if permuted_in or m2 == 1 else transposed(x.view(N, m1, m2))
             bc = B.permute(2, 0, 1).reshape(n2 * f, m2)
             t = torch.bmm(bc.expand(N, n2 * f, m2), xv).view(N * n2, f * m1)
             # rows (n, j2), columns (f, i1): the large product is one matmul writing (N, n2, n1)
@@ -278,7 +299,7 @@ class KronLinear(MatrixKind):
         elif path == 'a_first':
             # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one matmul
             # over all factors (a copy of x only for input in kron order with m2 > 1)
-            xt = x if permuted_in or m2 == 1 else x.view(N, m1, m2).transpose(1, 2)
+            xt = x if permuted_in or m2 == 1 else transposed(x.view(N, m1, m2))
             s = xt.reshape(N * m2, m1) @ A.transpose(0, 1).reshape(m1, f * n1)
             # y[n] = B'^T (n2, m2*f) @ s[n] (m2*f, n1), bias fused, written as (N, n2, n1)
             bt = B.permute(2, 1, 0).reshape(n2, m2 * f).expand(N, n2, m2 * f)
@@ -287,7 +308,7 @@ class KronLinear(MatrixKind):
         else:
             raise ValueError(f"unknown Kronecker path {path!r}; one of {KRON_PATHS}")
         if not permuted_out and n2 > 1:
-            y = y.view(N, n2, n1).transpose(1, 2)  # back to kron order: one copy of the output
+            y = transposed(y.view(N, n2, n1))  # back to kron order: one copy of the output
         return y.reshape(*lead, self.out_features)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from factored import KRON_PATHS, KronLinear, kron_costs, kron_shapes
+from factored import KRON_PATHS, KronLinear, kron_costs, kron_shapes, transposed
 from model import GPT, GPTConfig, MLP
 
 # multiply-adds of one factored c_fc per token relative to dense, cheaper order (docs/reference.md)
@@ -220,6 +220,20 @@ def test_every_path_passes_gradcheck(a_shape, path, bias):
     lin = random_layer(6, 6, a_shape, 2, bias, path)
     x = torch.randn(2, 6, dtype=torch.double, requires_grad=True)
     torch.autograd.gradcheck(lambda x, *ps: lin(x), (x, *lin.parameters()))
+
+
+def test_transposed_copy_is_contiguous_both_ways():
+    """the layer's transposes: the value and gradient of x.transpose(1, 2), both contiguous"""
+    x = torch.randn(3, 4, 5, dtype=torch.double, requires_grad=True)
+    seen = []
+    z = x * 1
+    z.register_hook(seen.append)  # the gradient transposed() hands back, before any accumulation
+    y = transposed(z)
+    assert y.is_contiguous() and torch.equal(y, x.transpose(1, 2))
+    g = torch.randn(3, 5, 4, dtype=torch.double)
+    y.backward(g)
+    assert seen[0].is_contiguous() and torch.equal(seen[0], g.transpose(1, 2))
+    torch.autograd.gradcheck(transposed, (x,))
 
 
 @pytest.mark.parametrize('path', KRON_PATHS)
