@@ -17,6 +17,8 @@ model.py, the exporter, the compressor, the benchmark and the FLOP count never a
     layer.matrix_params()        parameters of the matrix (the bias excluded)
     layer.pair_layout(nxt, n)    keyword arguments for self and nxt when self writes the hidden
                                  layer that nxt reads (default: none)
+    layer.fused_mlp(nxt, x)      the whole MLP (self, GELU, nxt) computed in one piece, or None
+                                 to let the MLP run the three in turn (the default)
 
 A new kind is one subclass registered with @register('name'), plus, if it is to be initialised
 from trained weights, its initialiser (kron_decompose.py, compress.py).
@@ -26,6 +28,9 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; model.MLP and the fused Kronecker MLP both use it
 
 KINDS = {}  # name -> class
 
@@ -66,6 +71,9 @@ class MatrixKind(nn.Module):
 
     def pair_layout(self, nxt, n_tokens):
         return {}, {}
+
+    def fused_mlp(self, nxt, x):
+        return None
 
 
 @register('dense')
@@ -260,6 +268,39 @@ class KronLinear(MatrixKind):
             return {}, {}
         return {'permuted_out': True}, {'permuted_in': True}
 
+    def fuses_with(self, nxt, n_tokens):
+        """True when self (c_fc) and nxt (c_proj) are computed as one MLP: when B is a row vector in
+        c_fc and a column vector in c_proj (kron dim_1 = n_embd, as in the 81M model) and the cost
+        model picks A first, then B first. The 3,072-wide hidden layer is then the product of
+        768-wide features with the short B vectors, so the MLP can compute it a few hundred rows at
+        a time in cache, GELU included, and recompute it on the way back instead of storing it
+        (see _VectorMiddle)."""
+        if not isinstance(nxt, KronLinear):
+            return False
+        f, m1, n1, m2, n2 = self.shapes()
+        _, pm1, pn1, pm2, pn2 = nxt.shapes()
+        return ((m2, pn2) == (1, 1) and (pm1, pm2) == (n1, n2)
+                and self.path(n_tokens, permuted_out=True) == 'a_first'
+                and nxt.path(n_tokens, permuted_in=True) == 'b_first')
+
+    def fused_mlp(self, nxt, x):
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)
+        N = x.shape[0]
+        if not self.fuses_with(nxt, N):
+            return None
+        f, n, d, _, r = self.shapes()  # c_fc: A (f, n_embd, d), B (f, 1, r); c_proj: A (f', d, n_embd), B (f', r, 1)
+        fp = nxt.shapes()[0]
+        s = x @ self.scaled_A().transpose(0, 1).reshape(n, f * d)  # c_fc's A product, columns (f, j1)
+        b = self.B.permute(2, 1, 0).reshape(r, f)
+        bias = None if self.bias is None else self.bias.view(d, r).t()  # c_fc's bias, (j2, j1)
+        rows = N if x.device.type == 'cuda' else max(1, VECTOR_MIDDLE_ELEMENTS // (r * d))
+        t = _VectorMiddle.apply(s.view(N, f, d), b, bias, nxt.B.reshape(fp, r), rows)
+        a = nxt.scaled_A().reshape(fp * d, n)
+        t = t.view(N, fp * d)
+        y = t @ a if nxt.bias is None else torch.addmm(nxt.bias, t, a)
+        return y.view(*lead, n)
+
     def forward(self, x, permuted_in=False, permuted_out=False):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features).contiguous()  # the paths below view x
@@ -310,6 +351,68 @@ class KronLinear(MatrixKind):
         if not permuted_out and n2 > 1:
             y = transposed(y.view(N, n2, n1))  # back to kron order: one copy of the output
         return y.reshape(*lead, self.out_features)
+
+
+# Hidden-layer elements the fused MLP computes at a time on CPU (rows x 3,072 for the 81M model: 4
+# MB, in the caches); on a GPU, which caches its memory, the whole batch at once.
+VECTOR_MIDDLE_ELEMENTS = 1 << 20
+
+
+class _VectorMiddle(torch.autograd.Function):
+    """The middle of a Kronecker MLP whose B factors are vectors (KronLinear.fuses_with):
+
+        h[n, k, j] = gelu(sum_f b[k, f] s[n, f, j] + bias[k, j])     k < r, the 3,072 = r x d hidden
+        t[n, g, j] = sum_k c[g, k] h[n, k, j]
+
+    with s = x @ A (c_fc's A product, (N, f, d)) and t what c_proj's A product reads. The hidden
+    layer is built `rows` tokens at a time and never stored: backward recomputes it, which costs
+    one GELU and two tiny products, far less than writing and re-reading it (and than the page
+    faults of allocating 48 MB for it at 4,096 tokens, twice each way). Computes in s's dtype
+    (under autocast, what the products of s gave) and accumulates the factor gradients in at least
+    float32."""
+
+    @staticmethod
+    def hidden(s, b, bias):
+        rows, f, _ = s.shape
+        bb = b.expand(rows, *b.shape)
+        return torch.bmm(bb, s) if bias is None else torch.baddbmm(bias, bb, s)
+
+    @staticmethod
+    def forward(ctx, s, b, bias, c, rows):
+        N, _, d = s.shape
+        b, c = b.to(s.dtype), c.to(s.dtype)
+        bias = None if bias is None else bias.to(s.dtype)
+        t = s.new_empty(N, c.shape[0], d)
+        for i in range(0, N, rows):
+            h = F.gelu(_VectorMiddle.hidden(s[i:i + rows], b, bias), approximate=GELU_APPROXIMATE)
+            torch.bmm(c.expand(h.shape[0], *c.shape), h, out=t[i:i + rows])
+        ctx.save_for_backward(s, b, bias, c)
+        ctx.rows = rows
+        return t
+
+    @staticmethod
+    def backward(ctx, grad_t):
+        s, b, bias, c = ctx.saved_tensors
+        grad_t = grad_t.contiguous().to(s.dtype)
+        acc = torch.promote_types(s.dtype, torch.float32)
+        grad_s = torch.empty_like(s)
+        grad_b = torch.zeros(b.shape, dtype=acc, device=s.device)
+        grad_c = torch.zeros(c.shape, dtype=acc, device=s.device)
+        grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=acc, device=s.device)
+        bT, cT = b.t(), c.t()
+        for i in range(0, s.shape[0], ctx.rows):
+            sc, gc = s[i:i + ctx.rows], grad_t[i:i + ctx.rows]
+            R = sc.shape[0]
+            pre = _VectorMiddle.hidden(sc, b, bias)
+            h = F.gelu(pre, approximate=GELU_APPROXIMATE)
+            grad_c += torch.bmm(gc, h.transpose(1, 2)).sum(0)
+            grad_pre = torch.ops.aten.gelu_backward(torch.bmm(cT.expand(R, *cT.shape), gc), pre,
+                                                    approximate=GELU_APPROXIMATE)
+            if grad_bias is not None:
+                grad_bias += grad_pre.sum(0)
+            grad_b += torch.bmm(grad_pre, sc.transpose(1, 2)).sum(0)
+            torch.bmm(bT.expand(R, *bT.shape), grad_pre, out=grad_s[i:i + R])
+        return grad_s, grad_b, grad_bias, grad_c, None
 
 
 # -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from factored import KINDS
+from factored import GELU_APPROXIMATE, KINDS
 from logits import lm_logits, token_nll
 
 # HF's GPT-2 stores these weights as Conv1D, (in, out); nn.Linear holds (out, in)
@@ -176,11 +176,14 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        # a kind may hand the hidden features from c_fc to c_proj in an order of its own (GELU is
-        # elementwise, so the MLP computes the same function)
-        fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, x.numel() // x.shape[-1])
-        h = F.gelu(self.c_fc(x, **fc_args), approximate='tanh')  # GPT-2's "gelu_new"
-        return self.dropout(self.c_proj(h, **proj_args))
+        y = self.c_fc.fused_mlp(self.c_proj, x)  # a kind may compute the three steps as one
+        if y is None:
+            # a kind may hand the hidden features from c_fc to c_proj in an order of its own (GELU
+            # is elementwise, so the MLP computes the same function)
+            fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, x.numel() // x.shape[-1])
+            h = F.gelu(self.c_fc(x, **fc_args), approximate=GELU_APPROXIMATE)
+            y = self.c_proj(h, **proj_args)
+        return self.dropout(y)
 
     def macs(self, n_tokens):
         """Multiply-adds of both matrices for n_tokens rows, as forward computes them."""

@@ -11,7 +11,8 @@ Tables:
   mlp    one MLP (c_fc, GELU, c_proj, biases), forward + backward on --mlp_tokens tokens, for each
          Krony-PT shape: dense, "rebuild" (the paper's way: W = sum_f s_f kron(A_f, B_f) built with
          torch.kron in every forward, then one dense product; written below as the baseline) and
-         model.py's factored layer (contraction order or dense fall-back from its cost model)
+         model.py's factored layer (contraction order or dense fall-back from its cost model;
+         "fused": c_fc, GELU and c_proj computed as one, see KronLinear.fuses_with)
   train  a whole training step (forward, backward, AdamW) of GPT-2 small shapes on --batch x --seq
   eval   the evaluation forward (one perplexity window of block_size tokens, loss included) and
          generation (model.generate, no KV cache) in tokens/s
@@ -214,7 +215,7 @@ def bench_mlp(base, shapes, n_tokens, repeats, device, dtype, compile_=False):
         rows.append(dict(
             shape=label, cli=f"{d1} {d2} {f}", params=paper_params(cfg),
             mac_ratio=mac_ratio(cfg, n_tokens),
-            path=kron_paths(mlp, n_tokens),
+            path=kron_paths(mlp, n_tokens) + (' fused' if mlp.c_fc.fuses_with(mlp.c_proj, n_tokens) else ''),
             dense_ms=1e3 * med[label, 'dense'], rebuild_ms=1e3 * med[label, 'rebuild'],
             factored_ms=1e3 * med[label, 'factored'],
             factored_vs_dense=ratio(t, (label, 'factored'), (label, 'dense')),

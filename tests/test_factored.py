@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import factored
 from factored import KRON_PATHS, KronLinear, kron_costs, kron_shapes, transposed
 from model import GPT, GPTConfig, MLP
 
@@ -212,6 +213,91 @@ def test_kron_mlp_equals_dense_mlp_of_its_weights(dims, path):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+# ---------------------------------------------------------------- the fused MLP (B vectors)
+
+def vector_b_mlp(dims, bias=True, scalers=False, dtype=torch.double):
+    """An MLP with kron dim_1 = n_embd (B a row vector in c_fc, a column in c_proj), random weights,
+    pinned to the paths under which it runs fused."""
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=8, vocab_size=8, mlp='kron', bias=bias,
+                    kron_dim1=dims[0], kron_dim2=dims[1], kron_factors=dims[2], kron_scalers=scalers)
+    torch.manual_seed(0)
+    mlp = MLP(cfg)
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_()
+    mlp = mlp.to(dtype)
+    mlp.c_fc.pinned_path, mlp.c_proj.pinned_path = 'a_first', 'b_first'
+    return mlp
+
+
+def dense_mlp_reference(mlp, x):
+    h = torch.nn.functional.gelu(x @ kron_reference(mlp.c_fc) + (0 if mlp.c_fc.bias is None else mlp.c_fc.bias),
+                                 approximate='tanh')
+    return h @ kron_reference(mlp.c_proj) + (0 if mlp.c_proj.bias is None else mlp.c_proj.bias)
+
+
+@pytest.mark.parametrize('rows_at_a_time', [1, 3, 1000])  # one, a part that leaves a remainder, all
+@pytest.mark.parametrize('dims,bias,scalers', [
+    ((8, 8, 1), True, False),   # 81M-like: B of 1 x 4
+    ((8, 4, 2), True, True),    # two factors, B of 1 x 8, with scalars
+    ((8, 2, 3), False, False),  # three factors, no biases
+])
+def test_fused_mlp_equals_the_dense_mlp_of_its_weights(dims, bias, scalers, rows_at_a_time, monkeypatch):
+    mlp = vector_b_mlp(dims, bias, scalers)
+    r, d = mlp.c_fc.shapes()[4], mlp.c_fc.shapes()[2]
+    monkeypatch.setattr(factored, 'VECTOR_MIDDLE_ELEMENTS', rows_at_a_time * r * d)
+    x = torch.randn(2, 5, 8, dtype=torch.double, requires_grad=True)
+    assert mlp.c_fc.fuses_with(mlp.c_proj, 10)
+    y, ref = mlp(x), dense_mlp_reference(mlp, x)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(y)
+    wrt = [x, *mlp.parameters()]
+    for a, b in zip(torch.autograd.grad((y * g).sum(), wrt), torch.autograd.grad((ref * g).sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_mlp_passes_gradcheck(monkeypatch):
+    mlp = vector_b_mlp((8, 4, 2), scalers=True)
+    monkeypatch.setattr(factored, 'VECTOR_MIDDLE_ELEMENTS', 2 * 8 * 2)  # 2 rows at a time, of 3
+    x = torch.randn(3, 8, dtype=torch.double, requires_grad=True)
+    torch.autograd.gradcheck(lambda x, *ps: mlp(x), (x, *mlp.parameters()))
+
+
+def test_fused_mlp_under_bf16_autocast():
+    """as train.py runs with dtype=bfloat16: a bf16 result, values and gradients within bf16's
+    rounding of the float64 reference"""
+    ref_mlp, mlp = vector_b_mlp((8, 4, 2), scalers=True), vector_b_mlp((8, 4, 2), scalers=True, dtype=torch.float)
+    x = torch.randn(64, 8, dtype=torch.double, requires_grad=True)
+    xf = x.detach().float().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        y = mlp(xf)
+    assert y.dtype == torch.bfloat16
+    ref = dense_mlp_reference(ref_mlp, x)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad((y.double() * g).sum(), [xf, *mlp.parameters()])
+    ref_grads = torch.autograd.grad((ref * g).sum(), [x, *ref_mlp.parameters()])
+    for a, b in zip((y, *grads), (ref, *ref_grads)):
+        assert a.dtype == torch.float32 or a is y
+        assert ((a.double() - b).norm() / b.norm()).item() < 0.06
+
+
+def test_fused_mlp_multiply_adds_equal_its_count():
+    mlp = vector_b_mlp((8, 4, 2), dtype=torch.float)
+    with FlopCounterMode(display=False) as counter:
+        mlp(torch.randn(7, 8))
+    assert counter.get_total_flops() == 2 * mlp.macs(7)
+
+
+def test_only_the_vector_b_shapes_fuse():
+    """GPT-2 small: the 81M model (768 768 1) runs fused for any number of tokens; 96M, 80M-2 and
+    67M, whose B factors are matrices, do not."""
+    for dims, fused in [((768, 768, 1), True), ((384, 3072, 1), False), ((256, 1024, 2), False),
+                        ((32, 64, 1), False)]:
+        mlp = MLP(GPTConfig(mlp='kron', kron_dim1=dims[0], kron_dim2=dims[1], kron_factors=dims[2]))
+        for n_tokens in (1, 1024, 4096):
+            assert mlp.c_fc.fuses_with(mlp.c_proj, n_tokens) == fused
+
+
 @pytest.mark.parametrize('bias', [True, False])
 @pytest.mark.parametrize('path', KRON_PATHS)
 @pytest.mark.parametrize('a_shape', [(3, 2), (2, 3)])
@@ -287,7 +373,7 @@ def test_more_factors_than_pays_off_falls_back_to_dense():
     assert fc.path(1) != 'dense' and proj.path(1) != 'dense'
 
 
-@pytest.mark.parametrize('dims', [(16, 16, 1), (4, 16, 2), (8, 64, 1)])
+@pytest.mark.parametrize('dims', [(16, 16, 1), (4, 16, 2), (8, 64, 1)])  # the first runs fused
 def test_kron_mlp_compiles_without_graph_breaks(dims):
     torch._dynamo.reset()
     cfg = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=32, mlp='kron',
