@@ -277,8 +277,8 @@ class KronLinear(MatrixKind):
         (see _VectorMiddle)."""
         if not isinstance(nxt, KronLinear):
             return False
-        f, m1, n1, m2, n2 = self.shapes()
-        _, pm1, pn1, pm2, pn2 = nxt.shapes()
+        _, _, n1, m2, n2 = self.shapes()
+        _, pm1, _, pm2, pn2 = nxt.shapes()
         return ((m2, pn2) == (1, 1) and (pm1, pm2) == (n1, n2)
                 and self.path(n_tokens, permuted_out=True) == 'a_first'
                 and nxt.path(n_tokens, permuted_in=True) == 'b_first')
@@ -373,8 +373,7 @@ class _VectorMiddle(torch.autograd.Function):
 
     @staticmethod
     def hidden(s, b, bias):
-        rows, f, _ = s.shape
-        bb = b.expand(rows, *b.shape)
+        bb = b.expand(s.shape[0], *b.shape)
         return torch.bmm(bb, s) if bias is None else torch.baddbmm(bias, bb, s)
 
     @staticmethod
