@@ -15,6 +15,7 @@ Checkpoints: out_dir/ckpt.pt (latest) and out_dir/best.pt (lowest val loss). SIG
 finishes the current step, saves ckpt.pt and exits 0; --init_from=resume continues the same run.
 """
 
+import gc
 import math
 import os
 import random
@@ -537,8 +538,14 @@ def main(argv):
         signal.signal(sig, on_signal)
     try:
         run.loop()
+        if run.ddp:
+            dist.barrier()  # no process exits before rank 0 has written the last checkpoint
     finally:
         if run.ddp:
+            # DDP holds the process group: release it first so that the group is torn down here. Left to
+            # the interpreter's exit, gloo's teardown aborted a process now and then after a finished run
+            run.model = None
+            gc.collect()
             dist.destroy_process_group()
 
 

@@ -82,3 +82,14 @@ def assert_one_line_error(rc, err, expected=()):
     assert len(lines) == 1 and lines[0].startswith('error: '), err
     for text in expected:
         assert text in lines[0]
+
+
+def torchrun(args, nproc=2):
+    """`torchrun --standalone --nproc_per_node=nproc ARGS` from the repository root; a failure's message
+    holds both output tails. PYTHONFAULTHANDLER makes a process that dies in native code (a signal,
+    an abort) print its Python stack, so a crash shows where each process was."""
+    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}',
+                          *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, 'PYTHONFAULTHANDLER': '1'})
+    assert out.returncode == 0, f"stdout:\n{out.stdout[-2000:]}\nstderr:\n{out.stderr[-4000:]}"
+    return out

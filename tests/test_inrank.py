@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import inrank
+from cli_runs import torchrun
 from conftest import ROOT
 from factored import LowRankLinear
 from model import GPT, GPTConfig
@@ -282,12 +283,9 @@ def test_inrank_configs_reproduce_inranks_gpt2_runs():
 def test_processes_count_in_lockstep_when_evaluation_batches_do_not_split_evenly(char_data, tmp_path):
     # 2 processes, 8 micro-batches per step each (16 global), eval_iters=1: process 1 has no
     # evaluation batch of its own and counts the one it would get from a padded sampler
-    out = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                          'train.py', TINY, f'--dataset={char_data}', f'--out_dir={tmp_path}', '--max_iters=16',
-                          *STAGE1, '--gradient_accumulation_steps=16', '--eval_interval=5',
-                          '--inrank_warmup_iter=60', '--inrank_gap_iter=7'],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = torchrun(['train.py', TINY, f'--dataset={char_data}', f'--out_dir={tmp_path}', '--max_iters=16',
+                    *STAGE1, '--gradient_accumulation_steps=16', '--eval_interval=5',
+                    '--inrank_warmup_iter=60', '--inrank_gap_iter=7'])
     expected = inrank_counter(forward_events(16, 5), 60, 7)
     assert len(expected) > 5 and check_iters(out.stdout) == expected
     ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=False)

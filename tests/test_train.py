@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from cli_runs import torchrun
 from conftest import ROOT
 from configurator import load_config
 from checkpoint import save_checkpoint
@@ -20,10 +21,8 @@ import train
 TINY = os.path.join(ROOT, 'config', 'test_tiny.py')
 
 
-def run_train(*args, torchrun=False, check=True):
-    prefix = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2'] if torchrun \
-        else [sys.executable]
-    out = subprocess.run(prefix + ['train.py', TINY, *args], cwd=ROOT, capture_output=True, text=True)
+def run_train(*args, check=True):
+    out = subprocess.run([sys.executable, 'train.py', TINY, *args], cwd=ROOT, capture_output=True, text=True)
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -41,7 +40,7 @@ def test_two_processes_match_one(char_data, tmp_path):
     # the same global batch (2 micro-steps x 4 sequences): one process runs both micro-steps,
     # two processes one each and gloo all-reduces their gradients on the last one
     run_train(f'--dataset={char_data}', f'--out_dir={tmp_path / "one"}')
-    run_train(f'--dataset={char_data}', f'--out_dir={tmp_path / "two"}', torchrun=True)
+    torchrun(['train.py', TINY, f'--dataset={char_data}', f'--out_dir={tmp_path / "two"}'])
     one = torch.load(tmp_path / 'one' / 'ckpt.pt', weights_only=False)
     two = torch.load(tmp_path / 'two' / 'ckpt.pt', weights_only=False)
     assert two['iter_num'] == 8
