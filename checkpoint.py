@@ -63,6 +63,16 @@ def model_from_checkpoint(ckpt, path='checkpoint', **overrides):
     return model
 
 
+def check_finite(model, source):
+    """ValueError naming the first weight tensor holding NaN or Inf, and how many: checked before
+    any fit, which would fail on them (an SVD) or spread them through a whole factor."""
+    for name, p in model.named_parameters():
+        bad = int((~torch.isfinite(p)).sum())
+        if bad:
+            raise ValueError(f"{source}: {name} has {bad:,} non-finite values (NaN or Inf) of {p.numel():,}; "
+                             f"the model is broken, start from a good checkpoint")
+
+
 # -----------------------------------------------------------------------------
 # hub name or local path
 

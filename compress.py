@@ -31,6 +31,7 @@ exports and perplexity_eval.py evaluates.
 """
 
 import argparse
+import contextlib
 import os
 import time
 from dataclasses import asdict, replace
@@ -38,9 +39,10 @@ from dataclasses import asdict, replace
 import torch
 
 import cli
-from checkpoint import load_model, save_checkpoint
-from files import check_destination
+from checkpoint import check_finite, load_model, save_checkpoint
+from files import check_destination, output_lock
 from model import GPT, convert_mlps, with_mlp
+from tokenizer import stored_vocab
 
 
 def svd_factors(W, rank):
@@ -169,12 +171,20 @@ def main(argv=None):
     if resume_dir and (args.rank != 'found' or args.out):
         raise ValueError("--resume_dir goes with 'lowrank found' and replaces --out (it writes DIR/ckpt.pt)")
     layers = parse_layers(args.layers) if args.method == 'truncate' and args.layers else None
-    if args.out:
-        check_destination(args.out, args.force)  # before the model is loaded
+    # an output known now is checked and held before the model is loaded; one named after the
+    # model (a rank found, the default layers) is checked once known
+    out = args.out or (os.path.join(resume_dir, 'ckpt.pt') if resume_dir else None)
+    if out:
+        check_destination(out, args.force, inputs=[args.source])
+    with output_lock(out) if out else contextlib.nullcontext():
+        compress(args, layers, resume_dir)
 
+
+def compress(args, layers, resume_dir):
     t0 = time.time()
     src, ckpt = load_model(args.source)
     src.eval()
+    check_finite(src, args.source)
     print(f"{args.source}: {src.config.n_layer} layers, n_embd {src.config.n_embd}, mlp {src.config.mlp}, "
           f"{src.num_params('paper'):,} parameters")
     info = dict(source=args.source, method=args.method)
@@ -185,7 +195,7 @@ def main(argv=None):
             info['layers'] = layers
             print(f"kept layers {layers}")
             out = args.out or os.path.join('checks', f"truncate_{'-'.join(map(str, layers))}.pt")
-            check_destination(out, args.force)
+            check_destination(out, args.force, inputs=[args.source])
         else:
             if args.rank == 'found':
                 rank, found = stage2_rank(src, ckpt, args.buffer)
@@ -197,7 +207,7 @@ def main(argv=None):
             else:
                 rank = int(args.rank)
                 out = args.out or os.path.join('checks', f'lowrank_{rank}.pt')
-            check_destination(out, args.force)  # before the SVDs
+            check_destination(out, args.force, inputs=[args.source])  # before the SVDs
             model, errors = lowrank_model(src, rank)
             info['rank'] = rank
             info['rel_err'] = dict(errors)
@@ -210,7 +220,7 @@ def main(argv=None):
     if state:
         print(f"kept stage 1's training state at iteration {state['iter_num']}, Adam moments sliced to rank {info['rank']}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'compress': info,
-                     'vocab': (ckpt or {}).get('vocab'), **state}, out)
+                     'vocab': stored_vocab(ckpt, args.source), **state}, out)
     print(f"done in {time.time() - t0:.1f} s; wrote {out}")
 
 

@@ -29,10 +29,11 @@ from dataclasses import asdict
 import torch
 
 import cli
-from checkpoint import load_model, save_checkpoint
+from checkpoint import check_finite, load_model, save_checkpoint
 from factored import kron_rank_bound, kron_shapes
-from files import check_destination
+from files import check_destination, output_lock
 from model import convert_mlps, with_mlp
+from tokenizer import stored_vocab
 
 INITS = ('vl', 'prune', 'random')
 
@@ -319,11 +320,16 @@ def main(argv=None):
         print("note: normalisation does not apply to --init random (a plain N(0, 0.02) baseline)")
     normalize = args.normalize and args.init != 'random'
     out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
-    check_destination(out, args.force)  # before the model is loaded
+    check_destination(out, args.force, inputs=[args.source])  # before the model is loaded
+    with output_lock(out):
+        decompose(args, out, normalize)
 
+
+def decompose(args, out, normalize):
     t0 = time.time()
     dense, source_ckpt = load_model(args.source)
     dense.eval()
+    check_finite(dense, args.source)
     config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
     fc, proj = kron_shapes(config)
     print(f"{args.source}: {dense.config.n_layer} layers, n_embd {dense.config.n_embd}; "
@@ -341,7 +347,7 @@ def main(argv=None):
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): dense {dense.num_params(count):,} -> kron {model.num_params(count):,}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(config),
-                     'vocab': (source_ckpt or {}).get('vocab'),
+                     'vocab': stored_vocab(source_ckpt, args.source),
                      'decompose': dict(source=args.source, init=args.init, normalize=normalize,
                                        scalers=args.scalers, eps=args.eps, seed=args.seed, stats=stats)}, out)
     print(f"loaded in {t1 - t0:.1f} s, decomposed {len(stats)} matrices in {t2 - t1:.1f} s; wrote {out}")

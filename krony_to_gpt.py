@@ -12,8 +12,9 @@ tokenizer the model was trained with: GPT-2's (tokenizer.json, vocab.json, merge
 character dataset, a tokenizer.json of its characters (stored in the checkpoint by train.py), so
 AutoTokenizer / AutoModelForCausalLM load it alone, offline. The folded model has GPT-2's full
 parameter count: the saving lives in the factored checkpoint. OUT_DIR must be empty or absent
-unless --force; it is written next to itself and renamed into place, so a failure never leaves
-it half-written.
+unless --force, and apart from the checkpoint; it is written next to itself and renamed into
+place (an empty OUT_DIR, such as a mount point, is filled in place), so a failure never leaves it
+half-written, and a replaced OUT_DIR is removed only once the new one is in place.
 """
 
 import argparse
@@ -26,7 +27,7 @@ import torch
 import cli
 from checkpoint import load_model
 from factored import KINDS
-from files import atomic_dir, check_destination
+from files import atomic_dir, check_destination, output_lock
 from model import HF_CONV1D, convert_mlps, with_mlp
 from tokenizer import tokenizer_for, write_hf_tokenizer
 
@@ -100,8 +101,12 @@ def main(argv=None):
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint} does not exist (a .pt file written by "
                          f"kron_decompose.py or train.py)")
-    check_destination(args.out_dir, args.force, kind='dir')
+    check_destination(args.out_dir, args.force, kind='dir', inputs=[args.checkpoint], replace=args.force)
+    with output_lock(args.out_dir):
+        convert(args)
 
+
+def convert(args):
     t0 = time.time()
     model, ckpt = load_model(args.checkpoint)
     check_representable(model.config)

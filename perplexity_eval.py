@@ -28,6 +28,7 @@ when the hub answers, and else the copies shipped in this repository's data/ fol
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -39,7 +40,7 @@ import torch
 
 import cli
 from checkpoint import hub_reachable, load_model, model_source
-from files import atomic_write, check_destination, jsonl_texts, read_text, wikitext_rows
+from files import atomic_write, check_destination, jsonl_texts, output_lock, read_text, wikitext_rows
 from tokenizer import GPT2BPE, tokenizer_for
 from logits import token_nll
 
@@ -234,7 +235,8 @@ def main():
     p.add_argument('--max_length', type=int, help="window length; default: the model's block_size")
     p.add_argument('--batch_size', type=int, default=8)
     p.add_argument('--data_dir', help='folder with the original files (default: $KRONY_DATA_DIR)')
-    p.add_argument('--json', help='also write the results here')
+    p.add_argument('--json', help='also write the results here (replacing only an earlier results file)')
+    p.add_argument('--force', action='store_true', help='let --json replace a file that is not a results file')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--protocol', default='window', help='window (the paper) or token')
     p.add_argument('--text_file', help='evaluate this UTF-8 file instead of a data set')
@@ -258,8 +260,26 @@ def main():
         raise ValueError("give either a dataset or --text_file, not both")
     model_source(args.model)  # a missing path or an unreachable hub name fails here, not after the data
     if args.json:
-        check_destination(args.json)
+        check_json_destination(args.json, args.force, [args.model, args.text_file, args.data_dir])
+    with output_lock(args.json) if args.json else contextlib.nullcontext():
+        evaluate(args, device)
 
+
+def check_json_destination(path, force, inputs):
+    """--json may replace an earlier results file of this script; anything else only with --force."""
+    check_destination(path, inputs=inputs)
+    if os.path.exists(path) and not force:
+        try:
+            with open(path, encoding='utf-8') as f:
+                ours = isinstance(json.load(f).get('results'), dict)
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise ValueError(f"{path} exists and is not a results file of perplexity_eval.py; pass --force to "
+                             f"replace it")
+
+
+def evaluate(args, device):
     texts = {}  # column name -> (text, description of the data)
     if args.text_file:
         texts[os.path.basename(args.text_file)] = (read_text(args.text_file), args.text_file)

@@ -231,6 +231,29 @@ def tokenizer_for(model, ckpt=None, source=None):
                      f"it (no vocabulary in its checkpoint, no tokenizer files in its directory)")
 
 
+def stored_vocab(ckpt, source):
+    """The character vocabulary (a meta.pkl-style dict) a model loaded from `source` carries: its
+    checkpoint's, or the characters of the tokenizer.json of a character model's HF export (so a
+    model decomposed or compressed from the export keeps them); None for anything else."""
+    if ckpt is not None:
+        return ckpt.get('vocab')
+    path = os.path.join(os.path.expanduser(str(source)), 'tokenizer.json')
+    if not os.path.isfile(path):
+        return None
+    import json
+    try:
+        with open(path, encoding='utf-8') as f:
+            model = json.load(f).get('model') or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    vocab = model.get('vocab') if model.get('type') == 'WordLevel' else None
+    chars = {i: ch for ch, i in (vocab or {}).items() if isinstance(ch, str) and len(ch) == 1}
+    if not chars or sorted(chars) != list(range(len(chars))):
+        return None
+    unk = model.get('unk_token')
+    return {'vocab_size': len(chars), 'itos': chars, **({'unk': unk} if unk in chars.values() else {})}
+
+
 def _checked(tok, vocab):
     if tok.vocab_size > vocab:
         raise ValueError(f"the tokenizer ({tok.describe()}) has {tok.vocab_size} ids, more than the model's {vocab}")

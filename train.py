@@ -12,7 +12,8 @@ Config: the defaults below and GPTConfig's fields (model.py), then config files 
 assignments, read in order), then --key=value overrides, all type-checked by configurator.py.
 Data: data/<dataset>/{train,val}.bin (uint16 tokens) from data/<dataset>/prepare.py.
 Checkpoints: out_dir/ckpt.pt (latest) and out_dir/best.pt (lowest val loss). SIGTERM or Ctrl-C
-finishes the current step, saves ckpt.pt and exits 0; --init_from=resume continues the same run.
+finishes the current step (or stops the evaluation under way), saves ckpt.pt and exits 0;
+--init_from=resume continues the same run. One run at a time writes an out_dir: a second fails at once.
 """
 
 import gc
@@ -35,11 +36,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import cli
 from checkpoint import load_checkpoint, load_model, model_from_checkpoint, model_source, save_checkpoint
 from configurator import load_config, usage
-from files import check_destination
+from files import check_destination, output_lock
 from inrank import Schedule as InRankSchedule, check as inrank_check, start as inrank_start
 from logits import distill_loss
 from model import GPT, GPTConfig
-from tokenizer import read_meta
+from tokenizer import GPT2_VOCAB, read_meta, stored_vocab
 
 # -----------------------------------------------------------------------------
 # default config: every name below, and every GPTConfig field (model.py: n_layer, n_embd, mlp,
@@ -152,7 +153,9 @@ def data_paths(dataset):
     paths = {split: os.path.join(data_dir, f'{split}.bin') for split in ('train', 'val')}
     for path in paths.values():
         if not os.path.isfile(path):
-            raise ValueError(f"{path} does not exist; create it with python data/{dataset}/prepare.py")
+            prepare = (f"a data/<name>/prepare.py --out_dir {data_dir}" if os.path.isabs(dataset)
+                       else f"python data/{dataset}/prepare.py")
+            raise ValueError(f"{path} does not exist; create it with {prepare}")
     meta_path = os.path.join(data_dir, 'meta.pkl')
     return paths, read_meta(meta_path) if os.path.isfile(meta_path) else None
 
@@ -175,7 +178,7 @@ def build_model(c, data_vocab):
         return model_from_checkpoint(ckpt, path, dropout=c.dropout), ckpt, ckpt.get('vocab')
     # a checkpoint's training state is not resumed: its weights start a new run
     model, ckpt = load_model(c.init_from, dropout=c.dropout)
-    return model, None, (ckpt or {}).get('vocab')
+    return model, None, stored_vocab(ckpt, c.init_from)
 
 
 def char_vocab(meta):
@@ -214,7 +217,14 @@ def check_config(c):
         raise ValueError(f"max_iters={c.max_iters} must be >= 0")
     if c.kd_teacher and c.kd_temperature <= 0:
         raise ValueError(f"kd_temperature={c.kd_temperature} must be positive")
-    check_destination(c.out_dir, kind='dir')  # a file in the way fails now, not after the first evaluation
+    # a file in the way fails now, not after the first evaluation; so does a checkpoint to be written
+    # over one this run reads (its init_from, its teacher, its data)
+    sources = [c.kd_teacher, os.path.join(ROOT, 'data', c.dataset)]
+    if c.init_from not in ('scratch', 'resume'):
+        sources.append(c.init_from)
+    check_destination(c.out_dir, kind='dir')
+    for name in ('ckpt.pt', 'best.pt'):
+        check_destination(os.path.join(c.out_dir, name), inputs=sources)
     if c.init_from not in ('scratch', 'resume'):
         model_source(c.init_from)
     if c.kd_teacher:
@@ -287,6 +297,12 @@ class Run:
                              f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:
             raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
+        if source_vocab and not data_vocab:
+            raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but data/{c.dataset} "
+                             f"is not a character dataset (no characters in a meta.pkl); train it on characters")
+        if not self.meta and self.model_args['vocab_size'] < GPT2_VOCAB:
+            raise ValueError(f"data/{c.dataset} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has only "
+                             f"{self.model_args['vocab_size']} token ids; train it on its own dataset")
         if self.meta and self.meta['vocab_size'] > self.model_args['vocab_size']:
             raise ValueError(f"data/{c.dataset} has {self.meta['vocab_size']} token ids but the model only "
                              f"{self.model_args['vocab_size']}; train from scratch or use a GPT-2 BPE dataset")
@@ -307,7 +323,7 @@ class Run:
             self.optimizer.load_state_dict(ckpt['optimizer'])
             self.scaler.load_state_dict(ckpt['scaler'])
             self.iter_num, self.best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
-            self.resumed_at = self.iter_num
+            self.resumed_at = None if ckpt.get('eval_pending') else self.iter_num
             self.data_gen.set_state(ckpt['data_rng'])
             if len(ckpt['rng']) == self.world:  # a different process count cannot continue the same dropout streams
                 set_rng_state(ckpt['rng'][self.rank])
@@ -344,15 +360,17 @@ class Run:
         out = {}
         for split, path in self.paths.items():
             total = torch.zeros((), device=self.dev)
-            batches = range(self.rank, c.eval_iters, self.world)
-            for k in batches:
+            # every process takes as many turns, as a distributed sampler pads the processes' shares,
+            # and asks at each whether a signal came: a long evaluation stops within one batch
+            for k in range(self.rank, -(-c.eval_iters // self.world) * self.world, self.world):
+                if self.stop_requested():
+                    self.model.train()
+                    return None
                 self.inrank_event('forward')
-                x, y = get_batch(path, self.eval_offsets[split][k], c.block_size, self.dev)
-                with self.ctx:
-                    total += model(x, y)[1].float()
-            # every process counts as many forwards, as a distributed sampler pads the processes' shares
-            for _ in range(-(-c.eval_iters // self.world) - len(batches)):
-                self.inrank_event('forward')
+                if k < c.eval_iters:
+                    x, y = get_batch(path, self.eval_offsets[split][k], c.block_size, self.dev)
+                    with self.ctx:
+                        total += model(x, y)[1].float()
             if self.ddp:
                 dist.all_reduce(total)
             out[split] = total.item() / c.eval_iters
@@ -360,6 +378,14 @@ class Run:
         if not math.isfinite(out['val']):
             raise ValueError(f"non-finite val loss at iteration {self.iter_num}; the last checkpoint is kept")
         return out
+
+    def stop_requested(self):
+        """Whether a process was asked to stop; under DDP every process calls it at the same points."""
+        if not self.ddp:
+            return self.stop_signal is not None
+        flag = torch.tensor(float(self.stop_signal is not None), device=self.dev)
+        dist.all_reduce(flag)
+        return flag.item() > 0
 
     def benchmark_ppl(self):
         """Perplexities with perplexity_eval.py's default protocol, for the log only (never for selection)."""
@@ -376,7 +402,7 @@ class Run:
         model.train()
         return out
 
-    def save(self, name):
+    def save(self, name, eval_pending=False):
         # every process contributes its RNG state, and the sum of each of its weight tensors so
         # that a process that drifted from the others is caught instead of silently saved
         mine = (rng_state(), torch.stack([p.detach().double().sum() for p in self.raw_model.parameters()]).cpu())
@@ -391,14 +417,17 @@ class Run:
                              'scaler': self.scaler.state_dict(), 'model_args': self.model_args,
                              'config': vars(self.c), 'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss,
                              'rng': [s[0] for s in states], 'weight_sums': [s[1] for s in states],
-                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab,
+                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab, 'eval_pending': eval_pending,
                              **({'inrank_count': self.inrank.count} if self.inrank else {})},
                             os.path.join(self.c.out_dir, name))
 
     def evaluate_and_save(self):
+        """False when a signal stopped the evaluation (nothing saved)."""
         c = self.c
         losses = self.evaluate()
-        extra = self.benchmark_ppl() if c.eval_ppl and self.master else {}
+        if losses is None:
+            return False
+        extra = self.benchmark_ppl() if c.eval_ppl and self.master and self.stop_signal is None else {}
         if self.master:
             print(f"eval {self.iter_num} | train {losses['train']:.4f} | val {losses['val']:.4f}"
                   + ''.join(f" | {k} ppl {v:.2f}" for k, v in extra.items()), flush=True)
@@ -410,6 +439,7 @@ class Run:
             self.best_val_loss = losses['val']
             self.save('best.pt')
         self.save('ckpt.pt')
+        return True
 
     def train_step(self):
         """One optimizer step; (global mean loss, whether a process was asked to stop)."""
@@ -502,7 +532,12 @@ class Run:
         # every process runs the loop in lockstep, so saves and evals are collective
         while True:
             if (self.iter_num % c.eval_interval == 0 or self.iter_num >= c.max_iters) and self.iter_num != self.resumed_at:
-                self.evaluate_and_save()
+                if not self.evaluate_and_save():
+                    self.save('ckpt.pt', eval_pending=True)
+                    if self.master:
+                        print(f"stopped by a signal during the evaluation at iteration {self.iter_num}; saved "
+                              f"{c.out_dir}/ckpt.pt, continue with --init_from=resume")
+                    return
             if self.iter_num >= c.max_iters:
                 break
             t0 = time.time()
@@ -528,6 +563,12 @@ def main(argv):
         print(usage(__doc__, DEFAULTS, [__file__, os.path.join(ROOT, 'model.py')]))
         return
     c = SimpleNamespace(**load_config(DEFAULTS, argv))
+    # one run writes an out_dir at a time (the processes of one torchrun are one run: rank 0 holds it)
+    with output_lock(c.out_dir) if os.environ.get('RANK', '0') == '0' else nullcontext():
+        train(c)
+
+
+def train(c):
     run = Run(c)
 
     def on_signal(signum, frame):

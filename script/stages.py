@@ -1,13 +1,19 @@
 """
 What script/demo.py and script/compare.py share: the toolkit's scripts run as logged
 subprocesses, what their logs say, and the held-out test text.
+
+A stage dies with its parent: SIGINT or SIGTERM to the parent is passed on to every running
+stage (which saves and exits, as train.py does), the parent waits for them and then stops with
+KeyboardInterrupt (exit 130 through cli.run); no stage starts after it.
 """
 
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,27 +29,62 @@ PARAMS_RE = re.compile(r'^model: ([\d,]+) parameters', re.M)
 INRANK_RE = re.compile(r'^inrank (\d+) \| (.*)$', re.M)
 
 
+RUNNING = set()  # the stages' processes now running
+STOP = []  # the signal that asked this process to stop, once one came
+
+
+def forward_signals():
+    """Pass SIGINT and SIGTERM on to the running stages instead of dying with them running. Called
+    from the main thread (run_script calls it when it runs there); a parent that runs stages in
+    threads calls it once itself."""
+    def on_signal(signum, frame):
+        STOP.append(signal.Signals(signum).name)
+        if not RUNNING:
+            raise KeyboardInterrupt
+        for proc in list(RUNNING):
+            proc.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+
 def run_script(args, log_path, threads=None, echo=None):
     """Run `python args...` in the repository root, offline, its output written to log_path as it
     comes (so a long stage can be followed with tail -f); lines for which echo(line) is true are
     printed too. threads sets OMP_NUM_THREADS (one per process when several run side by side).
     Returns the output; a failure raises ValueError with the log's last lines."""
+    if threading.current_thread() is threading.main_thread():
+        forward_signals()
+    if STOP:
+        raise KeyboardInterrupt
     env = dict(os.environ, **OFFLINE)
     if threads:
         env['OMP_NUM_THREADS'] = str(threads)
     with open(log_path, 'w') as log:
         log.write('python ' + ' '.join(map(str, args)) + '\n')
         log.flush()
+        # in a session of its own, so that a Ctrl-C in the terminal reaches the stage once, from here
         proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        lines = []
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()
-            lines.append(line)
-            if echo and echo(line):
-                print(f"    {line.rstrip()}", flush=True)
-        proc.wait()
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        RUNNING.add(proc)
+        try:
+            lines = []
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                lines.append(line)
+                if echo and echo(line):
+                    print(f"    {line.rstrip()}", flush=True)
+            proc.wait()
+        finally:
+            RUNNING.discard(proc)
+            if proc.poll() is None:  # this process failed while reading: the stage must not outlive it
+                proc.terminate()
+                proc.wait()
+    if STOP:
+        print(f"{' '.join(map(str, args[:1]))} stopped by {STOP[0]} (exit {proc.returncode}); see {log_path}",
+              file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
     if proc.returncode:
         tail = ''.join(lines[-8:]).rstrip()
         raise ValueError(f"{' '.join(map(str, args[:1]))} failed (exit {proc.returncode}); end of {log_path}:\n{tail}")
