@@ -147,6 +147,11 @@ def git_commit():
         return 'unknown'
 
 
+def shown(dataset):
+    """How messages name a dataset: data/<name>, or the absolute directory given."""
+    return dataset if os.path.isabs(dataset) else f"data/{dataset}"
+
+
 def data_paths(dataset):
     """({'train': path, 'val': path}, meta dict or None) of data/<dataset>/ or an absolute directory."""
     data_dir = os.path.join(ROOT, 'data', dataset)  # an absolute dataset path replaces the prefix
@@ -293,18 +298,18 @@ class Run:
         data_vocab = char_vocab(self.meta)
         self.vocab = data_vocab or source_vocab
         if data_vocab and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != data_vocab['itos']:
-            raise ValueError(f"data/{c.dataset} is a character set other than the one {c.init_from} was trained on; "
+            raise ValueError(f"{shown(c.dataset)} is a character set other than the one {c.init_from} was trained on; "
                              f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:
             raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
         if source_vocab and not data_vocab:
-            raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but data/{c.dataset} "
+            raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but {shown(c.dataset)} "
                              f"is not a character dataset (no characters in a meta.pkl); train it on characters")
         if not self.meta and self.model_args['vocab_size'] < GPT2_VOCAB:
-            raise ValueError(f"data/{c.dataset} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has only "
+            raise ValueError(f"{shown(c.dataset)} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has only "
                              f"{self.model_args['vocab_size']} token ids; train it on its own dataset")
         if self.meta and self.meta['vocab_size'] > self.model_args['vocab_size']:
-            raise ValueError(f"data/{c.dataset} has {self.meta['vocab_size']} token ids but the model only "
+            raise ValueError(f"{shown(c.dataset)} has {self.meta['vocab_size']} token ids but the model only "
                              f"{self.model_args['vocab_size']}; train from scratch or use a GPT-2 BPE dataset")
         model.to(self.dev)
         if c.freeze_pos_emb:
