@@ -99,6 +99,8 @@ def output_lock(path):
     path = os.path.realpath(os.path.expanduser(os.fspath(path)))
     folder, base = os.path.split(path)
     lock = os.path.join(folder, f'.{base}.lock')
+    if os.path.isdir(path) and not os.access(folder, os.W_OK):
+        lock = os.path.join(path, '.lock')  # an existing folder in one we cannot write (out_dir='.' at home)
     made = []  # folders made for the lock, removed again if still empty
     while True:
         try:

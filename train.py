@@ -363,12 +363,15 @@ class Run:
         # forward: a process with fewer batches than another would leave that one waiting
         model = self.model.module if self.ddp else self.model
         out = {}
+        count = self.inrank.count if self.inrank else None  # restored if stopped: resume redoes the evaluation
         for split, path in self.paths.items():
             total = torch.zeros((), device=self.dev)
             # every process takes as many turns, as a distributed sampler pads the processes' shares,
             # and asks at each whether a signal came: a long evaluation stops within one batch
             for k in range(self.rank, -(-c.eval_iters // self.world) * self.world, self.world):
                 if self.stop_requested():
+                    if self.inrank:
+                        self.inrank.count = count
                     self.model.train()
                     return None
                 self.inrank_event('forward')

@@ -175,10 +175,13 @@ def results(tmp_path_factory):
     d = tmp_path_factory.mktemp('own')
     workspace(d)
     table = {**cases(d), **good_cases(d)}
+    mount = os.stat(d / 'mount').st_ino
     with contextlib.ExitStack() as held:
         for rel in LOCKED:
             held.enter_context(output_lock(d / rel))
         res = run_harness(d, table)
+    # an empty folder is filled in place, never renamed: what a mount point (a container volume) needs
+    assert os.stat(d / 'mount').st_ino == mount
     # one as a real process too: the harness reports what a shell would see
     real = subprocess.run([sys.executable, *map(str, table['decompose_out_is_from'][0])], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
