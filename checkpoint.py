@@ -69,8 +69,8 @@ def check_finite(model, source):
     for name, p in model.named_parameters():
         bad = int((~torch.isfinite(p)).sum())
         if bad:
-            raise ValueError(f"{source}: {name} has {bad:,} non-finite values (NaN or Inf) of {p.numel():,}; "
-                             f"the model is broken, start from a good checkpoint")
+            raise ValueError(f"{source}: {name} has {bad:,} non-finite value{'s' if bad > 1 else ''} (NaN or Inf) "
+                             f"of {p.numel():,}; the model is broken, start from a good checkpoint")
 
 
 # -----------------------------------------------------------------------------

@@ -304,7 +304,7 @@ class Run:
             raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
         if source_vocab and not data_vocab:
             raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but {shown(c.dataset)} "
-                             f"is not a character dataset (no characters in a meta.pkl); train it on characters")
+                             f"is not a character dataset (no characters in a meta.pkl); give the character dataset it was trained on")
         if not self.meta and self.model_args['vocab_size'] < GPT2_VOCAB:
             raise ValueError(f"{shown(c.dataset)} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has only "
                              f"{self.model_args['vocab_size']} token ids; train it on its own dataset")

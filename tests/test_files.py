@@ -364,3 +364,23 @@ def test_sigterm_to_the_demo_leaves_no_stage_running(tmp_path):
     assert 'stopped by SIGTERM' in err and err.strip().endswith('interrupted')
     assert not os.path.exists(f'/proc/{stage[0]}')  # the stage ended before the demo did
     assert '[decompose]' not in out and not (tmp_path / 'student').exists()  # no stage after it
+
+
+if __name__ == '__main__':
+    # the table of these cases as they run on this commit: python tests/test_files.py
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix='test_files-'))
+    workspace(d)
+    table = {**cases(d), **good_cases(d)}
+    with contextlib.ExitStack() as held:
+        for rel in LOCKED:
+            held.enter_context(output_lock(d / rel))
+        res = run_harness(d, table)
+    print("| case | command (WS: the workspace) | exit | error line | files changed |\n|---|---|---|---|---|")
+    for name, (args, _) in table.items():
+        code, err, changed = res[name]
+        cmd = ' '.join(map(str, args)).replace(str(d), 'WS')
+        line = err.strip().splitlines()[-1].replace(str(d), 'WS').replace('|', '\\|') if code else '-'
+        files = ', '.join(changed) if len(changed) <= 2 else f"{len(changed)} files: {changed[0]}, ..."
+        print(f"| {name} | `{cmd}` | {code} | {line} | {files or 'none'} |")
+    shutil.rmtree(d)
