@@ -367,7 +367,7 @@ def test_sigterm_to_the_demo_leaves_no_stage_running(tmp_path):
 
 
 if __name__ == '__main__':
-    # the table of these cases as they run on this commit: python tests/test_files.py
+    # the table of these cases as they run on this commit: PYTHONPATH=. python tests/test_files.py
     import tempfile
     d = pathlib.Path(tempfile.mkdtemp(prefix='test_files-'))
     workspace(d)
