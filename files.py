@@ -243,8 +243,8 @@ def atomic_dir(path, force=False):
     """Yields a fresh directory to fill, which becomes path when the block ends. Path may be absent,
     an empty directory (filled in place: a mount point cannot be renamed) or, with force, any
     directory, which is moved aside into a folder made for this write alone and removed only once
-    the new one is in place. A symlink is followed: its target is written. On any failure path is
-    left as it was."""
+    the new one is in place (a write killed between the two renames leaves it in .NAME.replaced-*/old).
+    A symlink is followed: its target is written. On any failure path is left as it was."""
     path = os.path.realpath(check_destination(path, force, kind='dir', replace=force))
     in_place = os.path.isdir(path) and _is_empty(path)
     tmp = os.path.join(path, PARTIAL) if in_place else path + PARTIAL
