@@ -7,6 +7,7 @@ Train a GPT (dense, Kronecker or low-rank MLPs) on one device or many.
     torchrun --nnodes=2 --node_rank=R --master_addr=HOST --master_port=29500 \\
         --nproc_per_node=8 train.py config/krony_96m_prune.py      # two nodes
     python train.py --help                                         # every key, its default and meaning
+    python train.py config/train_gpt2.py --help                    # ... and the value that config gives it
 
 Config: the defaults below and GPTConfig's fields (model.py), then config files (plain
 assignments, read in order), then --key=value overrides, all type-checked by configurator.py.
@@ -305,7 +306,8 @@ class Run:
         sizes = {split: os.path.getsize(p) // 2 for split, p in self.paths.items()}
         for split, n in sizes.items():
             if n <= c.block_size:
-                raise ValueError(f"{self.paths[split]} has {n} tokens, fewer than block_size + 1 = {c.block_size + 1}")
+                raise ValueError(f"{self.paths[split]} has {n} tokens, fewer than block_size + 1 = {c.block_size + 1}; "
+                                 f"use --block_size={n - 1} (or less), or more data")
         self.n_train = sizes['train']
         self.data_gen = torch.Generator().manual_seed(c.seed)
         eval_gen = torch.Generator().manual_seed(c.seed + 1)
@@ -323,7 +325,8 @@ class Run:
             raise ValueError(f"data/{c.dataset} is a character set other than the one {c.init_from} was trained on; "
                              f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:
-            raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
+            raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} "
+                             f"positions; use --block_size={self.model_args['block_size']} (or less)")
         if self.meta and self.meta['vocab_size'] > self.model_args['vocab_size']:
             raise ValueError(f"data/{c.dataset} has {self.meta['vocab_size']} token ids but the model only "
                              f"{self.model_args['vocab_size']}; train from scratch or use a GPT-2 BPE dataset")
@@ -574,8 +577,9 @@ class Run:
 
 
 def main(argv):
-    if any(a in ('-h', '--help') for a in argv):
-        print(usage(__doc__, DEFAULTS, [__file__, os.path.join(ROOT, 'model.py')]))
+    if any(a in ('-h', '--help') for a in argv):  # after config files: the values they set
+        print(usage(__doc__, DEFAULTS, [__file__, os.path.join(ROOT, 'model.py')],
+                    [a for a in argv if a not in ('-h', '--help')]))
         return
     c = SimpleNamespace(**load_config(DEFAULTS, argv))
     run = Run(c)

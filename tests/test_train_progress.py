@@ -112,3 +112,14 @@ def test_heartbeat_and_evaluation_progress(char_data, tmp_path, monkeypatch, cap
     lines = capsys.readouterr().out.splitlines()
     assert lines == ['eval 0 | train batch 2/5', 'eval 0 | train batch 4/5', 'eval 0 | val batch 1/5',
                      'eval 0 | val batch 3/5']
+
+
+def test_block_size_errors_name_a_value_that_works(char_data, tmp_path, tiny_hf_dir):
+    # a model with 128 positions (tiny_hf_dir) and a data set of 36,000 / 4,000 tokens
+    with pytest.raises(ValueError, match=re.escape("longer than the model's 128 positions; use --block_size=128")):
+        tiny_run(char_data, tmp_path, f'--init_from={tiny_hf_dir}', '--block_size=1024', '--vocab_size=0')
+    with pytest.raises(ValueError, match=re.escape("has 4000 tokens, fewer than block_size + 1 = 5001; "
+                                                   "use --block_size=3999 (or less)")):
+        tiny_run(char_data, tmp_path, '--block_size=5000')
+    run = tiny_run(char_data, tmp_path, '--block_size=3999', '--n_embd=8', '--n_layer=1', '--n_head=1')
+    assert run.c.block_size == 3999  # the suggestion is accepted
