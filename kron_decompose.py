@@ -322,6 +322,7 @@ def main(argv=None):
     check_destination(out, args.force)  # before the model is loaded
 
     t0 = time.time()
+    print(f"loading {args.source}", flush=True)  # a hub download or a large model takes a while
     dense, source_ckpt = load_model(args.source)
     dense.eval()
     config = kron_config(dense.config, args.dim1, args.dim2, args.n_factors, args.init, args.scalers)
