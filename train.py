@@ -255,7 +255,7 @@ class Heartbeat:
     """Prints a line of progress at most every `every` seconds, so that a long evaluation is
     never silent."""
 
-    def __init__(self, every=10.0, on=True):
+    def __init__(self, every=5.0, on=True):
         self.every, self.on, self.last = every, on, time.time()
 
     def __call__(self, text):
