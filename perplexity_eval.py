@@ -270,7 +270,6 @@ def main():
             label = DATASETS[name]['label'].format(split=args.split)
             texts[name] = (eval_text(name, args.split, args.data_dir), f"{label} from {source}")
 
-    print(f"loading {args.model}", file=sys.stderr, flush=True)  # with the progress bars: not part of the table
     model, ckpt = load_model(args.model)
     model.to(device).eval()
     tok = tokenizer_for(model, ckpt, args.model)
