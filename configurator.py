@@ -30,8 +30,33 @@ def check_value(key, value, defaults, origin):
     ok = type(value) is want or (want is float and type(value) is int) or (want is list and type(value) is tuple)
     if not ok:
         raise ValueError(f"config key '{key}' expects {want.__name__}, got {value!r} "
-                         f"({type(value).__name__}) ({origin})")
+                         f"({type(value).__name__}) ({origin}); {fix(key, value, defaults[key], origin)}")
     return want(value)
+
+
+def fix(key, value, default, origin):
+    """What to write instead of a value of the wrong type, in the syntax of where it came from
+    (--key=value on a shell's command line, key = value in a config file)."""
+    def written(v):
+        text = v if isinstance(v, str) else repr(v)
+        if not origin.startswith('--'):
+            return f"{key} = {text}"
+        return f'--{key}="{text}"' if any(ch in text for ch in "'\" ()") else f"--{key}={text}"
+    word = str(value).strip().lower()
+    if type(default) is bool:
+        if word in ('true', 'false', '1', '0', 'yes', 'no', 'on', 'off'):
+            return f"write {written(word in ('true', '1', 'yes', 'on'))} (True or False, capitalised)"
+        return f"write {written(True)} or {written(False)}"
+    if type(default) is list:
+        if isinstance(value, str):
+            return f"write a python list: {written(repr([value]))} ({written('[]')} for none)"
+        return f"write a python list, e.g. {written(repr(default))}"
+    if type(default) is int:
+        guess = int(value) if isinstance(value, float) and value.is_integer() else default
+        return f"write a whole number, e.g. {written(guess)}"
+    if type(default) is float:
+        return f"write a number, e.g. {written(default)}"
+    return f"write a string in quotes: {written(repr(str(value)))}"
 
 
 def parse_override(arg):
@@ -112,14 +137,19 @@ def key_comments(path):
     return out
 
 
-def usage(doc, defaults, sources):
-    """The --help text: the script's docstring, then every key with its default and its comment."""
+def usage(doc, defaults, sources, argv=()):
+    """The --help text: the script's docstring, then every key with its value and its comment:
+    the default, or what the config files and overrides in argv make of it (the default then
+    follows)."""
     comments = {}
     for path in sources:
         for key, text in key_comments(path).items():
             comments.setdefault(key, text)
-    width = max(len(f"{k} = {v!r}") for k, v in defaults.items())
-    lines = [doc.strip(), '', 'keys (set in a config file or as --key=value), with their defaults:']
-    for key, value in defaults.items():
-        lines.append(f"  {f'{key} = {value!r}':<{width}}  {comments.get(key, '')}".rstrip())
+    values = load_config(defaults, argv)
+    width = max(len(f"{k} = {v!r}") for k, v in values.items())
+    title = f"with their values after {' '.join(argv)} (and the default where it differs)" if argv else 'with their defaults'
+    lines = [doc.strip(), '', f'keys (set in a config file or as --key=value), {title}:']
+    for key, value in values.items():
+        note = f"(default {defaults[key]!r}) " if value != defaults[key] else ''
+        lines.append(f"  {f'{key} = {value!r}':<{width}}  {note}{comments.get(key, '')}".rstrip())
     return '\n'.join(lines)

@@ -327,6 +327,7 @@ def main(argv=None):
 
 def decompose(args, out, normalize):
     t0 = time.time()
+    print(f"loading {args.source}", flush=True)  # a hub download or a large model takes a while
     dense, source_ckpt = load_model(args.source)
     dense.eval()
     check_finite(dense, args.source)

@@ -181,8 +181,9 @@ def window_nll(model, ids, spans, batch_size=8, device='cpu', progress=False):
             groups[-1][0].append(i)
         else:
             groups.append(([i], e - b))
+    # in a log file (not a terminal) a line every 5 s or so, not a redraw every 0.1 s
     bar = tqdm(total=len(spans), desc='windows', unit='win', file=sys.stderr, disable=not progress,
-               leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 5)
     for idx, T in groups:
         x = torch.stack([ids[spans[i][0]:spans[i][1]] for i in idx]).to(device)  # (B, T)
         logits = model(x)[0]  # (B, T, vocab); [0] also takes HF's ModelOutput.logits

@@ -1,7 +1,7 @@
 """
 Generate text from a project checkpoint, a save_pretrained directory or a hub name.
 
-    python sample.py checks/demo/student/best.pt --prompt "The history of" --num_samples 3
+    python sample.py out/demo/student/best.pt --prompt "The history of" --num_samples 3   # the demo's student
     python sample.py gpt2 --prompt FILE:prompt.txt --max_new_tokens 200 --temperature 0.8 --top_k 200
     python sample.py out/demo/student_hf --prompt " = Valkyria"   # a character model's export
 

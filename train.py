@@ -7,6 +7,7 @@ Train a GPT (dense, Kronecker or low-rank MLPs) on one device or many.
     torchrun --nnodes=2 --node_rank=R --master_addr=HOST --master_port=29500 \\
         --nproc_per_node=8 train.py config/krony_96m_prune.py      # two nodes
     python train.py --help                                         # every key, its default and meaning
+    python train.py config/train_gpt2.py --help                    # ... and the value that config gives it
 
 Config: the defaults below and GPTConfig's fields (model.py), then config files (plain
 assignments, read in order), then --key=value overrides, all type-checked by configurator.py.
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from contextlib import nullcontext
 from dataclasses import asdict, fields
 from types import SimpleNamespace
@@ -241,6 +243,42 @@ def eta(seconds):
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+ETA_WINDOW = 20  # recent optimizer steps whose mean time predicts the rest: a slow stretch is soon forgotten
+
+
+def evals_after(it, max_iters, eval_interval):
+    """How many evaluations the loop runs after iteration `it`: at every multiple of eval_interval
+    in (it, max_iters], and one at max_iters if that is not a multiple."""
+    n = max_iters // eval_interval - it // eval_interval
+    return max(0, n) + (max_iters % eval_interval != 0 and it < max_iters)
+
+
+def eta_seconds(step_times, steps_left, evals_left, eval_times, eval_steps):
+    """Seconds to the end of the run, or None before any step was timed: steps_left steps at the
+    mean of step_times (the recent steps, evaluations not included), plus evals_left evaluations,
+    each as long as the last one measured (eval_times; the caller leaves out a run's first
+    evaluation and first step, which pay one-time costs) or, before one was, as long as
+    eval_steps steps."""
+    if not step_times:
+        return None
+    step = sum(step_times) / len(step_times)
+    each_eval = eval_times[-1] if eval_times else eval_steps * step
+    return steps_left * step + evals_left * each_eval
+
+
+class Heartbeat:
+    """Prints a line of progress at most every `every` seconds, so that a long evaluation is
+    never silent."""
+
+    def __init__(self, every=5.0, on=True):
+        self.every, self.on, self.last = every, on, time.time()
+
+    def __call__(self, text):
+        if self.on and time.time() - self.last >= self.every:
+            print(text, flush=True)
+            self.last = time.time()
+
+
 # -----------------------------------------------------------------------------
 # one run: set-up, then the loop's evaluate / checkpoint / step / log
 
@@ -283,7 +321,8 @@ class Run:
         sizes = {split: os.path.getsize(p) // 2 for split, p in self.paths.items()}
         for split, n in sizes.items():
             if n <= c.block_size:
-                raise ValueError(f"{self.paths[split]} has {n} tokens, fewer than block_size + 1 = {c.block_size + 1}")
+                raise ValueError(f"{self.paths[split]} has {n} tokens, fewer than block_size + 1 = {c.block_size + 1}; "
+                                 f"use --block_size={n - 1} (or less), or more data")
         self.n_train = sizes['train']
         self.data_gen = torch.Generator().manual_seed(c.seed)
         eval_gen = torch.Generator().manual_seed(c.seed + 1)
@@ -301,7 +340,8 @@ class Run:
             raise ValueError(f"{shown(c.dataset)} is a character set other than the one {c.init_from} was trained on; "
                              f"its ids would mean other tokens")
         if c.block_size > self.model_args['block_size']:
-            raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} positions")
+            raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} "
+                             f"positions; use --block_size={self.model_args['block_size']} (or less)")
         if source_vocab and not data_vocab:
             raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but {shown(c.dataset)} "
                              f"is not a character dataset (no characters in a meta.pkl); give the character dataset it was trained on")
@@ -364,11 +404,14 @@ class Run:
         model = self.model.module if self.ddp else self.model
         out = {}
         count = self.inrank.count if self.inrank else None  # restored if stopped: resume redoes the evaluation
+        beat = Heartbeat(on=self.master)
         for split, path in self.paths.items():
             total = torch.zeros((), device=self.dev)
             # every process takes as many turns, as a distributed sampler pads the processes' shares,
             # and asks at each whether a signal came: a long evaluation stops within one batch
-            for k in range(self.rank, -(-c.eval_iters // self.world) * self.world, self.world):
+            turns = range(self.rank, -(-c.eval_iters // self.world) * self.world, self.world)
+            for i, k in enumerate(turns):
+                beat(f"eval {self.iter_num} | {split} batch {i}/{len(turns)}")
                 if self.stop_requested():
                     if self.inrank:
                         self.inrank.count = count
@@ -405,7 +448,8 @@ class Run:
                               for name in self.c.eval_ppl}
         model = self.raw_model.eval()
         with self.ctx:
-            out = {name: perplexity_eval.perplexity(model, ids, model.config.block_size, device=self.dev)['ppl']
+            out = {name: perplexity_eval.perplexity(model, ids, model.config.block_size, device=self.dev,
+                                                    progress=True)['ppl']
                    for name, ids in self.ppl_texts.items()}
         model.train()
         return out
@@ -508,13 +552,12 @@ class Run:
             print(f"inrank {self.iter_num} | {count}" + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
                                                                 for n, a, b in changes), flush=True)
 
-    def log(self, loss, lr, dt, done_steps, elapsed):
-        c = self.c
+    def log(self, loss, lr, dt, remaining):
         mfu = (f"{100 * self.raw_model.estimate_mfu(self.tokens_per_iter // self.world, dt):.1f}%"
                if self.device_type == 'cuda' else '-')
-        remaining = (c.max_iters - self.iter_num - 1) * elapsed / done_steps
         print(f"iter {self.iter_num} | loss {loss:.4f} | lr {lr:.3e} | {1000 * dt:.1f} ms/iter | "
-              f"{self.tokens_per_iter / dt:,.0f} tok/s | mfu {mfu} | eta {eta(remaining)}", flush=True)
+              f"{self.tokens_per_iter / dt:,.0f} tok/s | mfu {mfu} | "
+              f"eta {'after the first steps' if remaining is None else eta(remaining)}", flush=True)
 
     def print_header(self):
         c, m = self.c, self.raw_model
@@ -536,24 +579,35 @@ class Run:
             if c.wandb_log:
                 import wandb
                 wandb.init(project=c.wandb_project, name=c.wandb_run_name, config=vars(c))
-        start, done = time.time(), 0
+        # the eta: recent steps, and evaluations where they happen; a run's first step and first
+        # evaluation pay one-time costs (allocation, compiling, reading texts) and are left out
+        step_times, eval_times, done, evals_done = deque(maxlen=ETA_WINDOW), [], 0, 0
+        eval_steps = 2 * c.eval_iters / (3 * c.gradient_accumulation_steps)  # forwards vs forward + backward
         # every process runs the loop in lockstep, so saves and evals are collective
         while True:
             if (self.iter_num % c.eval_interval == 0 or self.iter_num >= c.max_iters) and self.iter_num != self.resumed_at:
+                t0 = time.time()
                 if not self.evaluate_and_save():
                     self.save('ckpt.pt', eval_pending=True)
                     if self.master:
                         print(f"stopped by a signal during the evaluation at iteration {self.iter_num}; saved "
                               f"{c.out_dir}/ckpt.pt, continue with --init_from=resume")
                     return
+                if evals_done:
+                    eval_times.append(time.time() - t0)
+                evals_done += 1
             if self.iter_num >= c.max_iters:
                 break
             t0 = time.time()
             loss, lr, stopping = self.train_step()
             dt = time.time() - t0
+            if done:
+                step_times.append(dt)
             done += 1
             if self.master and (self.iter_num % c.log_interval == 0 or stopping):
-                self.log(loss, lr, dt, done, time.time() - start)
+                remaining = eta_seconds(step_times, c.max_iters - self.iter_num - 1,
+                                        evals_after(self.iter_num, c.max_iters, c.eval_interval), eval_times, eval_steps)
+                self.log(loss, lr, dt, remaining)
             self.iter_num += 1
             if stopping:
                 self.save('ckpt.pt')
@@ -567,8 +621,9 @@ class Run:
 
 
 def main(argv):
-    if any(a in ('-h', '--help') for a in argv):
-        print(usage(__doc__, DEFAULTS, [__file__, os.path.join(ROOT, 'model.py')]))
+    if any(a in ('-h', '--help') for a in argv):  # after config files: the values they set
+        print(usage(__doc__, DEFAULTS, [__file__, os.path.join(ROOT, 'model.py')],
+                    [a for a in argv if a not in ('-h', '--help')]))
         return
     c = SimpleNamespace(**load_config(DEFAULTS, argv))
     # one run writes an out_dir at a time (the processes of one torchrun are one run: rank 0 holds it)

@@ -160,3 +160,40 @@ def test_wikitext103_errors(tmp_path, args, message):
     res = run('data/wikitext103/prepare.py', *args, '--out_dir', str(tmp_path / 'out'))
     assert res.returncode == 1 and res.stderr.startswith('error: ') and message in res.stderr, res.stderr
     assert not (tmp_path / 'out').exists()
+
+
+def load_openwebtext():
+    spec = importlib.util.spec_from_file_location('openwebtext_prepare', os.path.join(ROOT, 'data', 'openwebtext', 'prepare.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_openwebtext_known_offline_hub_stops_at_once_with_what_helps(tmp_path):
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_HOME': str(tmp_path / 'hf')}  # an empty cache
+    res = subprocess.run([sys.executable, 'data/openwebtext/prepare.py', '--out_dir', str(tmp_path / 'out')],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    assert res.returncode == 1 and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith("error: the Hugging Face hub is out of reach (HF_HUB_OFFLINE is set) and "
+                                 "Skylion007/openwebtext is not in the local cache; pass local files instead")
+    assert '--dataset=wikitext103_valid' in res.stderr and '--hf_revision' not in res.stderr  # no flag that needs the hub
+    assert not (tmp_path / 'out').exists()
+
+
+def test_openwebtext_hub_probe(monkeypatch):
+    import socket
+    owt = load_openwebtext()
+    for var in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('HF_DATASETS_OFFLINE', 'true')
+    assert owt.hub_offline_reason() == 'HF_DATASETS_OFFLINE is set'
+    monkeypatch.delenv('HF_DATASETS_OFFLINE')
+    # a port that listens: reachable; the same port once closed: one refused connection, no retries
+    server = socket.create_server(('127.0.0.1', 0))
+    port = server.getsockname()[1]
+    monkeypatch.setenv('HF_ENDPOINT', f'http://127.0.0.1:{port}')
+    assert owt.hub_offline_reason() == ''
+    server.close()
+    assert owt.hub_offline_reason().startswith(f'no connection to 127.0.0.1:{port} (')
+    monkeypatch.setenv('HTTPS_PROXY', 'http://proxy:3128')  # behind a proxy the probe says nothing
+    assert owt.hub_offline_reason() == ''

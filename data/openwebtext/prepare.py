@@ -7,6 +7,8 @@ uint16, documents separated by the end-of-text token, nanoGPT's split (0.05% val
     python data/openwebtext/prepare.py urlsf_*.txt more.jsonl   # local files: a .txt is one document,
                                                                 # a .jsonl holds one {"text": ...} per line
 Options: --out_dir DIR (default: this folder), --num_proc N (default: CPU count / 2).
+Without files and with the hub out of reach (HF_HUB_OFFLINE set, or no connection within 3 s)
+only the local cache is tried, so it stops at once.
 About 54 GB of hub download and cache; the result is 17 GB. Rerunning rebuilds the same files.
 """
 
@@ -25,13 +27,43 @@ SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents a
 VAL_FRACTION = 0.0005
 
 
+OFFLINE_HINT = ("pass local files instead (python data/openwebtext/prepare.py docs/*.txt more.jsonl), or train on "
+                "a set that prepares offline: python data/wikitext103_valid/prepare.py, then --dataset=wikitext103_valid")
+
+
+def hub_offline_reason(timeout=3.0):
+    """Why the Hugging Face hub is known to be out of reach ('' when it may be reachable):
+    HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no connection to its host within timeout
+    seconds; one quick try instead of the datasets library's retries (about 25 s)."""
+    import socket
+    from urllib.parse import urlsplit
+    for var in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'):
+        if os.environ.get(var, '').strip().lower() in ('1', 'true', 'yes', 'on'):
+            return f"{var} is set"
+    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')):
+        return ''  # through a proxy a direct connection says nothing
+    url = urlsplit(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
+    host, port = url.hostname or 'huggingface.co', url.port or (80 if url.scheme == 'http' else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return ''
+    except OSError as e:
+        return f"no connection to {host}:{port} ({e.strerror or type(e).__name__})"
+
+
 def load_documents(files, hf_name, hf_revision, num_proc):
     """A datasets.Dataset with one 'text' row per document."""
+    offline = '' if files else hub_offline_reason()
+    if offline:  # only the local cache can help: the datasets library looks there without retrying
+        os.environ['HF_HUB_OFFLINE'] = os.environ['HF_DATASETS_OFFLINE'] = '1'
     from datasets import concatenate_datasets, load_dataset
     if not files:
         try:
             return load_dataset(hf_name, revision=hf_revision or None, split='train', num_proc=num_proc)
         except Exception as e:  # no hub, a dataset script, a failed download: one line and what to do
+            if offline:
+                raise ValueError(f"the Hugging Face hub is out of reach ({offline}) and {hf_name} is not in the "
+                                 f"local cache; {OFFLINE_HINT}") from None
             raise ValueError(f"load_dataset({hf_name!r}) failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                              f"try --hf_revision refs/convert/parquet, or pass local .txt / .jsonl files") from None
     for path in files:
