@@ -56,6 +56,7 @@ def test_a_slow_first_evaluation_does_not_inflate_the_eta(char_data, tmp_path, m
     def evaluate_and_save():  # the first evaluation 1000 s (one-time costs), the next ones 5 s
         clock.now += 1000 if not evals else 5
         evals.append(run.iter_num)
+        return True  # not stopped by a signal
 
     monkeypatch.setattr(run, 'train_step', step)
     monkeypatch.setattr(run, 'evaluate_and_save', evaluate_and_save)
