@@ -546,11 +546,12 @@ def markdown(res):
              f"{s['test_chars']:,} characters of WikiText-103 test (perplexity_eval.py, window protocol, "
              f"{s['block_size']}-character windows). ± is the half-width of the 95% t interval over teachers.", '']
     lines += variant_table(res, table)
-    lines += ['', 'Claims (differences paired by teacher, second minus first: positive when the first is better; '
-              f'Holm across this table; verdict at family-wise {ALPHA}):', '']
-    lines += claims_table(res['runs'])
-    lines += ['', 'The distillation factor (with minus without; Holm across these rows):', '']
-    lines += distillation_table(res['runs'])
+    claims, distil = claims_table(res['runs']), distillation_table(res['runs'])
+    if len(claims) > 2:  # a table's rows beyond its header: only pairs whose rows both ran
+        lines += ['', 'Claims (differences paired by teacher, second minus first: positive when the first is better; '
+                  f'Holm across this table; verdict at family-wise {ALPHA}):', '', *claims]
+    if len(distil) > 2:
+        lines += ['', 'The distillation factor (with minus without; Holm across these rows):', '', *distil]
     long = long_table(res)
     if long:
         lines += ['', f"Longer training ({s['long_factor']}x the student steps, the chosen rates, one teacher):", '']
