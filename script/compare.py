@@ -687,15 +687,18 @@ def baselines(s, test_file):
 
 
 def pool_run(jobs, work, n):
-    """work(job) for every job, n at a time in order; a failure stops the run."""
+    """work(job) for every job, n at a time in order. A failure cancels the jobs not yet started
+    and is raised once the running ones end (their finished stages stay cached for a rerun)."""
     progress = Progress(len(jobs))
 
     def one(job):
-        what = work(job)
-        progress.tick(what)
+        progress.tick(work(job))
 
-    with ThreadPoolExecutor(n) as pool:
+    pool = ThreadPoolExecutor(n)
+    try:
         list(pool.map(one, jobs))
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def experiment(ex, s, wanted, jobs):
