@@ -16,7 +16,8 @@ rescaled by alpha = ||W||_F / ||W_hat||_F so it keeps W's norm: folded into A_f,
 the starting value of every s_f. Writes checks/kron_{DIM_1}_{DIM_2}_{N_FACTORS}_{init}[_nonorm][_scalers].pt
 (override with --out; an existing file is replaced only with --force), a checkpoint that train.py starts from (init_from=PATH) and
 model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
-MLP biases) is copied from the source.
+MLP biases) is copied from the source. It also prints how much Kronecker structure each matrix has at
+the shapes asked for (structure_diagnostics), whatever the init.
 """
 
 import argparse
@@ -227,6 +228,45 @@ def fit_stats(W, A, B, normalize=True):
     return dict(rel_err=err(1.0), kept=(hat2 / w2) ** 0.5, alpha=alpha, rel_err_final=err(alpha))
 
 
+def structure_diagnostics(W, a_shape, n_factors=1):
+    """How much sum-of-Kronecker structure W has at a_shape, from the singular values s of
+    R = rearrange(W) and of W itself: sigma_ratio = s_2 / s_1 (near 1, the leading direction is
+    nearly arbitrary: a small change of W turns it), vl_energy = (s_1^2 + ... + s_F^2) / ||W||^2
+    (what the Van Loan fit keeps), random_share = F / min(R's sides) (the expected share of F
+    random orthonormal directions on R's smaller side, each paired with its best other factor:
+    E[||R v||^2] = ||R||^2 / q for a uniform unit v in R^q), vl_rel_err = sqrt(1 - vl_energy), and
+    svd_rel_err of the truncated SVD of W with about the factors' parameters (rank svd_rank)."""
+    W = W.detach().to(torch.float64)
+    (M, N), (m1, n1) = W.shape, a_shape
+    m2, n2 = factor_shapes(W, a_shape, n_factors)
+    s = torch.linalg.svdvals(rearrange(W, a_shape)) ** 2
+    energy = (s[:n_factors].sum() / s.sum()).item()
+    w = torch.linalg.svdvals(W) ** 2
+    rank = max(1, round(n_factors * (m1 * n1 + m2 * n2) / (M + N)))
+    return dict(sigma_ratio=(s[1] / s[0]).sqrt().item() if len(s) > 1 else 0.0, vl_energy=energy,
+                random_share=n_factors / len(s), vl_rel_err=max(1 - energy, 0.0) ** 0.5, svd_rank=rank,
+                svd_rel_err=(w[rank:].sum() / w.sum()).sqrt().item())
+
+
+def model_structure(dense_model, dim1, dim2, n_factors=1):
+    """structure_diagnostics of every MLP matrix of a dense GPT at the factor shapes that
+    `DIM_1 DIM_2 N_FACTORS` gives (c_fc's A is (dim1, dim2), c_proj's (dim2, dim1))."""
+    fc, proj = kron_shapes(with_mlp(dense_model.config, 'kron', kron_dim1=dim1, kron_dim2=dim2,
+                                    kron_factors=n_factors))
+    return [dict(layer=name, **structure_diagnostics(lin.dense_weight(), (fc if name.endswith('c_fc') else proj)[0],
+                                                     n_factors))
+            for name, lin in dense_model.mlp_linears()]
+
+
+def print_structure(rows):
+    print("structure of each W at these shapes: s2/s1 of rearrange(W), energy the Van Loan fit keeps, "
+          "a random direction's share, the errors of the fit and of a truncated SVD of W the same size")
+    print(f"{'matrix':<28} {'s2/s1':>6} {'VL energy':>9} {'random':>7} {'VL err':>7} {'SVD rank':>8} {'SVD err':>8}")
+    for r in rows:
+        print(f"{r['layer']:<28} {r['sigma_ratio']:6.3f} {r['vl_energy']:9.4f} {r['random_share']:7.4f} "
+              f"{r['vl_rel_err']:7.4f} {r['svd_rank']:8d} {r['svd_rel_err']:8.4f}")
+
+
 def kron_config(config, dim1, dim2, n_factors, init='vl', scalers=False):
     """The Kronecker GPTConfig for a dense source config; raises ValueError for anything
     decompose_model cannot do, so callers can check before computing or writing."""
@@ -345,6 +385,7 @@ def decompose(args, out, normalize):
     print(f"{'matrix':<28} {'rel.err':>8} {'kept':>7} {'alpha':>7} {'rel.err stored':>15}")
     for s in stats:
         print(f"{s['layer']:<28} {s['rel_err']:8.4f} {s['kept']:7.4f} {s['alpha']:7.4f} {s['rel_err_final']:15.4f}")
+    print_structure(model_structure(dense, args.dim1, args.dim2, args.n_factors))
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): dense {dense.num_params(count):,} -> kron {model.num_params(count):,}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(config),

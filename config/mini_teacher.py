@@ -23,4 +23,4 @@ eval_interval = 200
 eval_iters = 20
 log_interval = 100
 compile = False
-seed = 0                          # script/compare.py's first seed: the demo's models are its seed-0 runs
+seed = 0                          # script/compare.py's first teacher seed (it also trains seeds 1 and 2)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kron_decompose import (decompose_model, default_out, fit_stats, krylov_svd, kron_config, leading_svd,
-                            nearest_kron, prune_init, rearrange)
+                            model_structure, nearest_kron, prune_init, rearrange, structure_diagnostics)
 from krony_to_gpt import to_dense_gpt
 from checkpoint import load_model, save_checkpoint
 from model import GPT, GPTConfig
@@ -235,6 +235,47 @@ def test_prune_keeps_rows_or_columns(eps):
         prune_init(W, (2, 6), eps)
 
 
+@pytest.mark.parametrize('shape,a_shape,n_factors,rank', [
+    ((32, 128), (32, 32), 1, 6),   # 81M-like, B (1, 4): (1024 + 4) / 160 = 6.4 -> rank 6
+    ((32, 128), (8, 16), 2, 2),    # 2 * (128 + 32) / 160 = 2
+    ((128, 32), (16, 8), 1, 1),    # c_proj's orientation: (128 + 32) / 160 = 1
+])
+def test_structure_diagnostics_against_numpy(shape, a_shape, n_factors, rank):
+    W = torch.randn(*shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    d = structure_diagnostics(W, a_shape, n_factors)
+    s = np.linalg.svd(block_rearrange(W.numpy(), *a_shape), compute_uv=False)
+    w = np.linalg.svd(W.numpy(), compute_uv=False)
+    assert d['sigma_ratio'] == pytest.approx(s[1] / s[0], rel=1e-12)
+    assert d['vl_energy'] == pytest.approx((s[:n_factors] ** 2).sum() / (W.numpy() ** 2).sum(), rel=1e-12)
+    assert d['vl_rel_err'] == pytest.approx(svd_tail(W.numpy(), a_shape, n_factors), rel=1e-9)
+    assert d['svd_rank'] == rank
+    assert d['svd_rel_err'] == pytest.approx(np.sqrt((w[rank:] ** 2).sum() / (w ** 2).sum()), rel=1e-12)
+    # the Van Loan fit keeps what its factors keep, seen through fit_stats on the factors themselves
+    A, B, _, _ = nearest_kron(W, a_shape, n_factors)
+    assert d['vl_rel_err'] == pytest.approx(fit_stats(W, A, B, normalize=False)['rel_err'], rel=1e-9)
+
+
+def test_random_direction_share_by_monte_carlo():
+    """random_share = F / q: F random orthonormal directions on R's smaller side (q), each with its
+    best other factor, keep on average F/q of the energy; 4,000 draws, loosely."""
+    W = torch.randn(32, 128, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    W[:, :4] *= 5  # an uneven spectrum, so the mean is not trivially 1/q for every direction
+    R = torch.as_tensor(block_rearrange(W.numpy(), 16, 32))  # (512, 8): q = 8
+    gen = torch.Generator().manual_seed(5)
+    for F in (1, 2):
+        share = [((R @ torch.linalg.qr(torch.randn(8, F, generator=gen, dtype=torch.float64))[0]) ** 2).sum().item()
+                 / (R ** 2).sum().item() for _ in range(4000)]
+        assert np.mean(share) == pytest.approx(F / 8, abs=0.01)
+        assert structure_diagnostics(W, (16, 32), F)['random_share'] == F / 8
+
+
+def test_structure_of_a_true_kronecker_product():
+    gen = torch.Generator().manual_seed(6)
+    A, B = torch.randn(8, 16, generator=gen, dtype=torch.float64), torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    d = structure_diagnostics(torch.kron(A, B), (8, 16))
+    assert d['sigma_ratio'] < 1e-7 and d['vl_energy'] == pytest.approx(1.0) and d['vl_rel_err'] < 1e-6
+
+
 # ---------------------------------------------------------------- whole models
 
 def tiny_dense(seed=0, **kw):
@@ -364,6 +405,15 @@ def test_cli_prune_from_hf_dir(cli, tiny_hf_dir):
     rc, out, err = cli.wait('prune')
     assert rc == 0, err
     assert 'transformer.h.1.mlp.c_proj' in out and 'parameters (paper count)' in out
+    # the structure table: one row per matrix, as model_structure computes it for the source
+    rows = [line.split() for line in out.splitlines()[out.splitlines().index(next(
+        line for line in out.splitlines() if line.startswith('structure of each W'))) + 2:][:4]]
+    expected = model_structure(load_model(tiny_hf_dir)[0], 32, 256, 1)
+    assert [r[0] for r in rows] == [e['layer'] for e in expected]
+    for r, e in zip(rows, expected):
+        assert [float(x) for x in r[1:]] == pytest.approx(
+            [e[k] for k in ('sigma_ratio', 'vl_energy', 'random_share', 'vl_rel_err', 'svd_rank', 'svd_rel_err')],
+            abs=6e-4)
     model, ckpt = load_model(str(cli.dir / 'prune.pt'))
     assert model.config.mlp == 'kron' and (model.config.kron_dim1, model.config.kron_dim2) == (32, 256)
     assert ckpt['decompose']['init'] == 'prune' and len(ckpt['decompose']['stats']) == 4
