@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
 from files import atomic_write, check_destination  # noqa: E402
-from stages import ROOT, Progress, clock, parse_train_log, run_script, wikitext_test_head  # noqa: E402
+from stages import ROOT, Progress, clock, forward_signals, parse_train_log, run_script, wikitext_test_head  # noqa: E402
 
 DATASET = 'wikitext103_valid_char'
 
@@ -790,6 +790,7 @@ def main(argv=None):
         run_script([os.path.join('data', DATASET, 'prepare.py'), '--out_dir', s['dataset']],
                    os.path.join(out, 'prepare.log'))
     ex = Experiment(s, out, sources)
+    forward_signals()  # stages run in worker threads: Ctrl-C or SIGTERM reaches them from here
     res = experiment(ex, s, wanted, args.jobs)
     fresh, bigram = baselines(s, ex.test_file)
     results = dict(command=command, settings=s, distil=DISTIL, minutes=round((time.time() - t_start) / 60, 2),
