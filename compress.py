@@ -3,6 +3,7 @@ Initialise the non-Kronecker students from a trained model: low-rank MLPs by tru
 InRank's second stage, and layer truncation (DistilGPT2-style).
 
     python compress.py lowrank RANK [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--force]
+                               [--calib TEXT_FILE_OR_DATASET [--calib_tokens N]]
     python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt [--buffer N] [--out PATH | --resume_dir DIR]
     python compress.py truncate [--layers 0,2,4,7,9,11] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH]
 
@@ -11,7 +12,10 @@ InRank's second stage, and layer truncation (DistilGPT2-style).
 
 `lowrank RANK`: every MLP matrix W (x @ W orientation) becomes U V with U = U_r sqrt(S_r) and
 V = sqrt(S_r) Vh_r from W's SVD, the Frobenius-nearest rank-r matrix (Eckart-Young); the source
-may be dense, Kronecker or low-rank (its dense_weight() is factorised).
+may be dense, Kronecker or low-rank (its dense_weight() is factorised). With --calib each matrix
+is fitted to the activations it receives on training text instead (calib.aware_lowrank: the exact
+minimiser of ||X (W - U V)||), and the errors on held-out calibration tokens are printed next to
+the plain SVD's; the default name gains _calib.
 `lowrank found`: InRank's stage 2 (see inrank.py): the same truncation of an InRank stage-1
 checkpoint to the rank its growth found, the largest over the matrices of active rank minus the
 buffer (read from the checkpoint's train config `inrank_buffer_modes`, or --buffer). With
@@ -67,6 +71,33 @@ def lowrank_model(model, rank):
         return {'U': U, 'V': V, 'active_rank': torch.tensor(rank)}
 
     return convert_mlps(model, with_mlp(c, 'lowrank', lowrank_rank=rank), factors), errors
+
+
+def aware_lowrank_model(model, rank, grams, damp=None):
+    """(low-rank GPT, per-matrix rows) with every MLP matrix fitted to its activations:
+    calib.aware_lowrank on the fit Gram matrix of grams (calib.mlp_grams of model) damped by damp
+    (default calib.DAMP). Rows: name, the relative errors on the weights (rel_err) and on the
+    held-out activations (act_err) of this fit and of the plain SVD's (rel_err_svd, act_err_svd),
+    and the norms that weigh them into totals (w_norm, act_norm)."""
+    from calib import DAMP, act_err, aware_lowrank, damped
+    c = model.config
+    limit = min(c.n_embd, c.mlp_width)
+    if not 1 <= rank <= limit:
+        raise ValueError(f"rank {rank} must be between 1 and min(n_embd, 4*n_embd) = {limit}")
+    rows = []
+
+    def factors(name, lin, new_lin):
+        W = lin.dense_weight().detach().double()  # (in, out)
+        U, V = aware_lowrank(W, rank, damped(grams[name]['fit'], DAMP if damp is None else damp))
+        U0, V0 = svd_factors(W, rank)
+        C = grams[name]['held']
+        rows.append(dict(name=name, rel_err=((W - U @ V).norm() / W.norm()).item(),
+                         rel_err_svd=((W - U0 @ V0).norm() / W.norm()).item(), act_err=act_err(W, U @ V, C),
+                         act_err_svd=act_err(W, U0 @ V0, C), w_norm=W.norm().item(),
+                         act_norm=(W * (C @ W)).sum().item() ** 0.5))
+        return {'U': U, 'V': V, 'active_rank': torch.tensor(rank)}
+
+    return convert_mlps(model, with_mlp(c, 'lowrank', lowrank_rank=rank), factors), rows
 
 
 def default_layers(n_layer):
@@ -150,6 +181,30 @@ def parse_layers(text):
         raise ValueError(f"--layers {text!r} must be comma-separated layer indices, e.g. 0,2,4,7,9,11") from None
 
 
+def calibrated_lowrank(src, ckpt, source, rank, spec, n_tokens, info):
+    """compress.py lowrank RANK --calib: the activation-aware model, its errors printed next to
+    the plain SVD's and kept in info."""
+    from calib import CALIB_TOKENS, DAMP, calib_ids, mlp_grams
+    grams = mlp_grams(src, calib_ids(spec, src, ckpt, source), n_tokens or CALIB_TOKENS)
+    first = next(iter(grams.values()))
+    print(f"calibration: C from {first['fit_tokens']:,} tokens of {spec} (damped by {DAMP:g} x its mean diagonal), "
+          f"errors on {first['held_tokens']:,} held-out tokens")
+    model, rows = aware_lowrank_model(src, rank, grams)
+    info['calib'] = dict(source=spec, fit_tokens=first['fit_tokens'], held_tokens=first['held_tokens'], damp=DAMP)
+    info['rel_err'] = {r['name']: r['rel_err'] for r in rows}
+    info['calib_errors'] = rows
+    cols = ('rel_err_svd', 'rel_err', 'act_err_svd', 'act_err')
+    print("relative errors, plain SVD vs this fit: weights ||W - U V|| / ||W||, held-out activations "
+          "||X (W - U V)|| / ||X W||")
+    print(f"{'matrix':<28} {'weights svd':>11} {'fit':>8} {'act. svd':>8} {'fit':>8}")
+    for r in rows:
+        print(f"{r['name']:<28} {r[cols[0]]:11.4f} " + ' '.join(f"{r[k]:8.4f}" for k in cols[1:]))
+    norms = ('w_norm', 'w_norm', 'act_norm', 'act_norm')
+    total = [(sum((r[k] * r[n]) ** 2 for r in rows) / sum(r[n] ** 2 for r in rows)) ** 0.5 for k, n in zip(cols, norms)]
+    print(f"{'total':<28} {total[0]:11.4f} " + ' '.join(f"{t:8.4f}" for t in total[1:]))
+    return model, rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
     sub = p.add_subparsers(dest='method', required=True)
@@ -162,6 +217,13 @@ def main(argv=None):
         s.add_argument('--from', dest='source', default='gpt2', help='hub name, HF directory or checkpoint')
         s.add_argument('--out', default=None, help='default: a name under checks/ from the method')
         s.add_argument('--force', action='store_true', help='replace an existing --out file')
+    lr.add_argument('--calib', metavar='TEXT_FILE_OR_DATASET', default=None,
+                    help="RANK: fit each matrix to the inputs it receives on TRAINING text (a UTF-8 file, a prepared "
+                         "dataset directory or name under data/, whose train.bin is read; never validation or test "
+                         "data): U V = L^-T truncate(L^T W) for C = X^T X = L L^T, C damped by 0.01 x its mean "
+                         "diagonal (calib.py); prints the errors on held-out calibration tokens next to the plain SVD's")
+    lr.add_argument('--calib_tokens', type=int, default=None, metavar='N',
+                    help='--calib: calibration tokens, held-out ones included (default 16384)')
     lr.add_argument('--resume_dir', default=None,
                     help="found: write DIR/ckpt.pt with stage 1's training state, for train.py --init_from=resume")
     args = p.parse_args(argv)
@@ -170,17 +232,23 @@ def main(argv=None):
     resume_dir = getattr(args, 'resume_dir', None)
     if resume_dir and (args.rank != 'found' or args.out):
         raise ValueError("--resume_dir goes with 'lowrank found' and replaces --out (it writes DIR/ckpt.pt)")
+    calib, calib_tokens = getattr(args, 'calib', None), getattr(args, 'calib_tokens', None)
+    if calib and args.rank == 'found':
+        raise ValueError("--calib goes with lowrank RANK, not 'found' (stage 2 keeps stage 1's factors)")
+    if calib_tokens is not None and (not calib or calib_tokens < 1):
+        raise ValueError("--calib_tokens must be a positive number and goes with --calib")
     layers = parse_layers(args.layers) if args.method == 'truncate' and args.layers else None
     # an output known now is checked and held before the model is loaded; one named after the
     # model (a rank found, the default layers) is checked once known
     out = args.out or (os.path.join(resume_dir, 'ckpt.pt') if resume_dir else None)
     if out:
-        check_destination(out, args.force, inputs=[args.source])
+        check_destination(out, args.force, inputs=[args.source, calib])
     with output_lock(out) if out else contextlib.nullcontext():
         compress(args, layers, resume_dir)
 
 
 def compress(args, layers, resume_dir):
+    calib, calib_tokens = getattr(args, 'calib', None), getattr(args, 'calib_tokens', None)
     t0 = time.time()
     src, ckpt = load_model(args.source)
     src.eval()
@@ -206,14 +274,17 @@ def compress(args, layers, resume_dir):
                        else args.out or os.path.join('checks', f'inrank_stage2_r{rank}.pt'))
             else:
                 rank = int(args.rank)
-                out = args.out or os.path.join('checks', f'lowrank_{rank}.pt')
-            check_destination(out, args.force, inputs=[args.source])  # before the SVDs
-            model, errors = lowrank_model(src, rank)
+                out = args.out or os.path.join('checks', f"lowrank_{rank}{'_calib' if calib else ''}.pt")
+            check_destination(out, args.force, inputs=[args.source, calib])  # before the SVDs
+            if calib:
+                model, rows = calibrated_lowrank(src, ckpt, args.source, rank, calib, calib_tokens, info)
+            else:
+                model, errors = lowrank_model(src, rank)
+                info['rel_err'] = dict(errors)
+                print(f"{'matrix':<28} {'rel.err':>8}")
+                for name, err in errors:
+                    print(f"{name:<28} {err:8.4f}")
             info['rank'] = rank
-            info['rel_err'] = dict(errors)
-            print(f"{'matrix':<28} {'rel.err':>8}")
-            for name, err in errors:
-                print(f"{name:<28} {err:8.4f}")
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): {src.num_params(count):,} -> {model.num_params(count):,}")
     state = stage2_state(ckpt, src, model, info['rank']) if resume_dir else {}

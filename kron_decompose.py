@@ -3,10 +3,12 @@ Initialise a Krony-PT model from a dense GPT-2: every MLP matrix becomes sum_f s
 
     python kron_decompose.py DIM_1 DIM_2 N_FACTORS [--init vl|prune|random] [--normalize | --no-normalize]
                              [--scalers] [--eps 0.1] [--from gpt2|HF_DIR|CHECKPOINT] [--out PATH] [--force] [--seed N]
+                             [--calib TEXT_FILE_OR_DATASET [--calib_tokens N] [--als_sweeps N]] [--permute]
 
     python kron_decompose.py 768 768 1                  # 81M: Van Loan init, norm restored
     python kron_decompose.py 384 3072 1 --init prune    # 96M: every other row of W, B = [1, 0.1]^T
     python kron_decompose.py 256 1024 4 --scalers       # 92M-4: per-factor scalars start at alpha
+    python kron_decompose.py 768 768 1 --calib data/owt --permute   # fit to activations, reordered units
 
 c_fc's first factor is (DIM_1, DIM_2), c_proj's is (DIM_2, DIM_1) (x @ W orientation, see model.py).
 Inits: `vl` the Frobenius-nearest sum of N_FACTORS Kronecker products (Van Loan & Pitsianis),
@@ -18,6 +20,10 @@ the starting value of every s_f. Writes checks/kron_{DIM_1}_{DIM_2}_{N_FACTORS}_
 model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
 MLP biases) is copied from the source. It also prints how much Kronecker structure each matrix has at
 the shapes asked for (structure_diagnostics), whatever the init.
+With --calib (vl) each matrix is fitted to the activations it receives on training text rather
+than to its weights (calib.py), and the errors on held-out calibration tokens are printed next to
+plain Van Loan's; --permute first reorders each MLP's hidden units, which changes nothing in the
+dense model, so that the fit keeps more (reorder.py). Names gain _calib and _perm.
 """
 
 import argparse
@@ -30,11 +36,13 @@ from dataclasses import asdict
 import torch
 
 import cli
+from calib import ALS_SWEEPS, CALIB_TOKENS, DAMP, act_err, aware_kron, calib_ids, damped, kron_dense, mlp_grams
 from checkpoint import check_finite, load_model, save_checkpoint
 from factored import kron_rank_bound, kron_shapes
 from files import check_destination, output_lock
 from model import convert_mlps, with_mlp
 from tokenizer import stored_vocab
+from reorder import ROUNDS, model_orders, permute_grams, permute_hidden
 
 INITS = ('vl', 'prune', 'random')
 
@@ -288,7 +296,7 @@ def kron_config(config, dim1, dim2, n_factors, init='vl', scalers=False):
 
 
 def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=True, scalers=False,
-                    eps=0.1, seed=0):
+                    eps=0.1, seed=0, grams=None, sweeps=ALS_SWEEPS, orders=None, damp=DAMP):
     """(Kronecker GPT, per-matrix stats) from a dense GPT.
 
     Non-MLP parameters and the MLP biases are copied. For each MLP matrix W (x @ W orientation),
@@ -297,8 +305,23 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
     N(0, 0.02) factors and is never normalised (its alpha would only undo the baseline's scale).
     Stats per matrix: rel_err = ||W - W_hat|| / ||W|| (the Van Loan optimum for vl), kept =
     ||W_hat|| / ||W||, alpha, rel_err_final of the matrix actually stored (alpha * W_hat), and for
-    vl the solver that found the singular triplets (leading_svd)."""
+    vl the solver that found the singular triplets (leading_svd).
+
+    vl only: with grams (calib.mlp_grams of dense_model) each matrix is fitted to its activations
+    (calib.aware_kron on the fit Gram matrix, damped by damp); with orders (reorder.model_orders)
+    the hidden units are reordered first (reorder.permute_hidden: the same function). Either adds
+    to the stats plain Van Loan's weight error in the source order (rel_err_vl) and the norm of
+    W (w_norm); grams also the held-out activation errors of the fit, of the stored matrix and of
+    plain Van Loan (act_err, act_err_final, act_err_vl; calib.act_err), ||X W|| on the held-out
+    tokens (act_norm) and the ALS summary (als)."""
     config = kron_config(dense_model.config, dim1, dim2, n_factors, init, scalers)
+    if (grams is not None or orders) and init != 'vl':
+        raise ValueError("--calib and --permute go with --init vl")
+    source, fit_grams = dense_model, grams
+    if orders:
+        dense_model = permute_hidden(dense_model, orders)
+        fit_grams = permute_grams(grams, orders) if grams is not None else None
+    originals = dict(source.mlp_linears())
     normalize = normalize and init != 'random'
     gen = torch.Generator().manual_seed(seed)
     stats = []
@@ -307,7 +330,10 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
         W = dense_lin.dense_weight().detach()  # (in, out)
         a_shape = tuple(lin.A.shape[1:])
         method = None  # the SVD's solver, for vl
-        if init == 'vl':
+        info = None
+        if init == 'vl' and grams is not None:
+            A, B, info = aware_kron(W, a_shape, n_factors, damped(fit_grams[name]['fit'], damp), sweeps)
+        elif init == 'vl':
             A, B, _, method = nearest_kron(W, a_shape, n_factors)
         elif init == 'prune':
             A, B = prune_init(W, a_shape, eps)
@@ -316,6 +342,11 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
             B = torch.randn(lin.B.shape, generator=gen, dtype=torch.float64) * 0.02
         stat = fit_stats(W, A, B, normalize)
         stats.append(dict(layer=name, **stat, solver=method))
+        if grams is not None or orders:
+            stats[-1].update(compare_plain(W, A, B, stat['alpha'], originals[name].dense_weight().detach(),
+                                           fit_grams and fit_grams[name]['held'], grams and grams[name]['held']))
+            if info:
+                stats[-1]['als'] = info
         if scalers:
             return {'A': A, 'B': B, 'scale': torch.full((n_factors,), stat['alpha'], dtype=torch.float64)}
         return {'A': stat['alpha'] * A, 'B': B}
@@ -324,13 +355,62 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
     return model, stats
 
 
-def default_out(dim1, dim2, n_factors, init, normalize, scalers):
+def compare_plain(W, A, B, alpha, W_source, C_held=None, C_held_source=None):
+    """The fit (A, B) of W next to plain Van Loan's of W_source (the same matrix before any
+    reordering of the hidden units): weight errors, and with the held-out Gram matrices (of W's
+    order and of W_source's) the activation errors of the fit, the stored alpha * fit and Van Loan."""
+    W, W_source = W.double(), W_source.double()
+    A0, B0, _, _ = nearest_kron(W_source, A.shape[1:], A.shape[0])
+    out = dict(rel_err_vl=fit_stats(W_source, A0, B0, normalize=False)['rel_err'], w_norm=W.norm().item())
+    if C_held is not None:
+        W_hat = kron_dense(A.double(), B.double())
+        out.update(act_err=act_err(W, W_hat, C_held), act_err_final=act_err(W, alpha * W_hat, C_held),
+                   act_err_vl=act_err(W_source, kron_dense(A0, B0), C_held_source),
+                   act_norm=(W * (C_held @ W)).sum().item() ** 0.5)
+    return out
+
+
+def default_out(dim1, dim2, n_factors, init, normalize, scalers, calib=False, permute=False):
     name = f"kron_{dim1}_{dim2}_{n_factors}_{init}"
     if not normalize and init != 'random':
         name += '_nonorm'
     if scalers:
         name += '_scalers'
+    if calib:
+        name += '_calib'
+    if permute:
+        name += '_perm'
     return os.path.join('checks', name + '.pt')
+
+
+def print_orders(report, b_fc, whitened):
+    if not report:
+        print(f"--permute: c_fc's second factor {b_fc} has one column, so it does not group hidden units: "
+              f"their order does not change the fit (kept as is)")
+        return
+    print(f"--permute: energy the fit keeps, share of ||W||^2{' (whitened)' if whitened else ''}, "
+          f"before -> after reordering the hidden units")
+    print(f"{'layer':>5} {'c_fc':>17} {'c_proj':>17} {'units moved':>12}")
+    for r in report:
+        print(f"{r['layer']:>5} {r['fc_before']:8.4f}->{r['fc_after']:.4f} {r['proj_before']:8.4f}->{r['proj_after']:.4f} "
+              f"{r['moved']:>12}")
+
+
+def print_comparison(stats, activations):
+    """Relative errors of the fit next to plain Van Loan's, per matrix and in total (each total
+    is the error of all matrices together: root of the summed squares over the summed norms)."""
+    cols = [('rel_err_vl', 'w_norm', 'weights vl'), ('rel_err', 'w_norm', 'fit')]
+    if activations:
+        cols += [('act_err_vl', 'act_norm', 'act. vl'), ('act_err', 'act_norm', 'fit'),
+                 ('act_err_final', 'act_norm', 'stored')]
+    print("relative errors, plain Van Loan (vl) vs this fit: weights ||W - W_hat|| / ||W||"
+          + (", held-out activations ||X (W - W_hat)|| / ||X W|| (stored: with alpha)" if activations else ""))
+    width = [max(8, len(title)) for _, _, title in cols]
+    print(f"{'matrix':<28} " + ' '.join(f"{title:>{w}}" for (_, _, title), w in zip(cols, width)))
+    for s in stats:
+        print(f"{s['layer']:<28} " + ' '.join(f"{s[k]:{w}.4f}" for (k, _, _), w in zip(cols, width)))
+    total = [(sum((s[k] * s[n]) ** 2 for s in stats) / sum(s[n] ** 2 for s in stats)) ** 0.5 for k, n, _ in cols]
+    print(f"{'total':<28} " + ' '.join(f"{t:{w}.4f}" for t, w in zip(total, width)))
 
 
 def main(argv=None):
@@ -348,10 +428,32 @@ def main(argv=None):
     p.add_argument('--from', dest='source', default='gpt2',
                    help='the dense model: hub name (default gpt2), save_pretrained directory or dense checkpoint')
     p.add_argument('--out', default=None,
-                   help='default checks/kron_DIM_1_DIM_2_N_FACTORS_INIT[_nonorm][_scalers].pt')
+                   help='default checks/kron_DIM_1_DIM_2_N_FACTORS_INIT[_nonorm][_scalers][_calib][_perm].pt')
     p.add_argument('--force', action='store_true', help='replace an existing --out file')
-    p.add_argument('--seed', type=int, default=0, help='random init only')
+    p.add_argument('--seed', type=int, default=0, help='random init, and the --permute search')
+    p.add_argument('--calib', metavar='TEXT_FILE_OR_DATASET', default=None,
+                   help="vl: fit each matrix to the inputs it receives on TRAINING text (a UTF-8 file, a "
+                        "prepared dataset directory or name under data/, whose train.bin is read; never "
+                        "validation or test data) instead of to its weights (calib.py): Van Loan whitened by "
+                        f"C = X^T X, damped by {DAMP:g} x its mean diagonal, then ALS on the exact objective. "
+                        "Prints the errors on held-out calibration tokens (one sequence in 5) next to plain Van Loan's")
+    p.add_argument('--calib_tokens', type=int, default=CALIB_TOKENS, metavar='N',
+                   help=f'calibration tokens, held-out ones included (default {CALIB_TOKENS})')
+    p.add_argument('--als_sweeps', type=int, default=ALS_SWEEPS,
+                   help=f'--calib: most ALS sweeps after the closed form (default {ALS_SWEEPS}; 0: closed form only)')
+    p.add_argument('--permute', action='store_true',
+                   help="vl: reorder each MLP's hidden units (the same function) so the fit keeps more energy in "
+                        "c_fc and c_proj together (reorder.py; with --calib on the whitened matrices); shapes "
+                        "whose B factor does not group hidden units are left as they are")
+    p.add_argument('--permute_rounds', type=int, default=ROUNDS,
+                   help=f'--permute: swap rounds per step of the search (default {ROUNDS})')
     args = p.parse_args(argv)
+    if (args.calib or args.permute) and args.init != 'vl':
+        raise ValueError("--calib and --permute go with --init vl (the fits they change)")
+    for flag, value, least in (('--calib_tokens', args.calib_tokens, 1), ('--als_sweeps', args.als_sweeps, 0),
+                               ('--permute_rounds', args.permute_rounds, 1)):
+        if value < least:
+            raise ValueError(f"{flag} must be at least {least}, not {value}")
     if args.n_factors < 1:
         raise ValueError(f"N_FACTORS={args.n_factors} must be at least 1")
     if not math.isfinite(args.eps):
@@ -359,8 +461,9 @@ def main(argv=None):
     if args.init == 'random' and args.normalize:
         print("note: normalisation does not apply to --init random (a plain N(0, 0.02) baseline)")
     normalize = args.normalize and args.init != 'random'
-    out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers)
-    check_destination(out, args.force, inputs=[args.source])  # before the model is loaded
+    out = args.out or default_out(args.dim1, args.dim2, args.n_factors, args.init, normalize, args.scalers,
+                                  bool(args.calib), args.permute)
+    check_destination(out, args.force, inputs=[args.source, args.calib])  # before the model is loaded
     with output_lock(out):
         decompose(args, out, normalize)
 
@@ -376,22 +479,37 @@ def decompose(args, out, normalize):
     print(f"{args.source}: {dense.config.n_layer} layers, n_embd {dense.config.n_embd}; "
           f"c_fc = {fc[0]} (x) {fc[1]}, c_proj = {proj[0]} (x) {proj[1]}, {args.n_factors} factor(s), "
           f"init {args.init}{', normalised' if normalize else ''}{', scalers' if args.scalers else ''}")
+    grams, orders, report, calib_info = None, None, None, None
+    if args.calib:
+        grams = mlp_grams(dense, calib_ids(args.calib, dense, source_ckpt, args.source), args.calib_tokens)
+        first = next(iter(grams.values()))
+        calib_info = dict(source=args.calib, fit_tokens=first['fit_tokens'], held_tokens=first['held_tokens'],
+                          damp=DAMP, als_sweeps=args.als_sweeps)
+        print(f"calibration: C from {first['fit_tokens']:,} tokens of {args.calib} (damped by {DAMP:g} x its mean "
+              f"diagonal), errors on {first['held_tokens']:,} held-out tokens")
     t1 = time.time()
     with torch.no_grad():
+        if args.permute:
+            orders, report = model_orders(dense, args.dim1, args.dim2, args.n_factors, grams, args.permute_rounds,
+                                          seed=args.seed)
+            print_orders(report, fc[1], bool(grams))
         model, stats = decompose_model(dense, args.dim1, args.dim2, args.n_factors, args.init, normalize,
-                                       args.scalers, args.eps, args.seed)
+                                       args.scalers, args.eps, args.seed, grams, args.als_sweeps, orders)
     t2 = time.time()
 
     print(f"{'matrix':<28} {'rel.err':>8} {'kept':>7} {'alpha':>7} {'rel.err stored':>15}")
     for s in stats:
         print(f"{s['layer']:<28} {s['rel_err']:8.4f} {s['kept']:7.4f} {s['alpha']:7.4f} {s['rel_err_final']:15.4f}")
     print_structure(model_structure(dense, args.dim1, args.dim2, args.n_factors))
+    if grams is not None or orders is not None:
+        print_comparison(stats, grams is not None)
     for count in ('paper', 'nanogpt'):
         print(f"parameters ({count} count): dense {dense.num_params(count):,} -> kron {model.num_params(count):,}")
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(config),
                      'vocab': stored_vocab(source_ckpt, args.source),
                      'decompose': dict(source=args.source, init=args.init, normalize=normalize,
-                                       scalers=args.scalers, eps=args.eps, seed=args.seed, stats=stats)}, out)
+                                       scalers=args.scalers, eps=args.eps, seed=args.seed, stats=stats,
+                                       calib=calib_info, permute=report, orders=orders)}, out)
     print(f"loaded in {t1 - t0:.1f} s, decomposed {len(stats)} matrices in {t2 - t1:.1f} s; wrote {out}")
 
 
