@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; model.MLP and the fused Kronecker MLP both use it
+GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; MLP and the fused Kronecker MLP both use it
 
 KINDS = {}  # name -> class
 
@@ -412,6 +412,37 @@ class _VectorMiddle(torch.autograd.Function):
             grad_b += torch.bmm(grad_pre, sc.transpose(1, 2)).sum(0)
             torch.bmm(bT.expand(R, *bT.shape), grad_pre, out=grad_s[i:i + R])
         return grad_s, grad_b, grad_bias, grad_c, None
+
+
+# -----------------------------------------------------------------------------
+# the MLP
+
+class MLP(nn.Module):
+    """c_fc, GELU and c_proj, of the kind of matrix config.mlp names. model.py's blocks use it, and so
+    does the Hugging Face model of a factored export (modeling_krony.py), which reads only the fields
+    the kinds read plus n_embd, mlp_width, bias and dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        kind = KINDS[config.mlp]
+        self.c_fc = kind.from_config(config, config.n_embd, config.mlp_width, 'fc')
+        self.c_proj = kind.from_config(config, config.mlp_width, config.n_embd, 'proj')
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        y = self.c_fc.fused_mlp(self.c_proj, x)  # a kind may compute the three steps as one
+        if y is None:
+            # a kind may hand the hidden features from c_fc to c_proj in an order of its own (GELU
+            # is elementwise, so the MLP computes the same function)
+            fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, x.numel() // x.shape[-1])
+            h = F.gelu(self.c_fc(x, **fc_args), approximate=GELU_APPROXIMATE)
+            y = self.c_proj(h, **proj_args)
+        return self.dropout(y)
+
+    def macs(self, n_tokens):
+        """Multiply-adds of both matrices for n_tokens rows, as forward computes them."""
+        fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, n_tokens)
+        return self.c_fc.macs(n_tokens, **fc_args) + self.c_proj.macs(n_tokens, **proj_args)
 
 
 # -----------------------------------------------------------------------------
