@@ -335,8 +335,10 @@ class KronLinear(MatrixKind):
             elif n2 == 1:
                 y = torch.addmm(bias, t, a)
             else:  # accumulate onto the tiled bias instead of adding it in another pass; autocast
-                # does not cast for an in-place op, so its operands take t's dtype as addmm's would
-                y = bias_p.to(t.dtype).expand(N, n2, n1).reshape(N * n2, n1).addmm_(t, a.to(t.dtype))
+                # does not cast for an in-place op, so its operands take t's dtype as addmm's would.
+                # repeat always copies (expand + reshape is a view of the bias itself for one token,
+                # which addmm_ would then overwrite)
+                y = bias_p.to(t.dtype).repeat(N, 1).addmm_(t, a.to(t.dtype))
         elif path == 'a_first':
             # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one matmul
             # over all factors (a copy of x only for input in kron order with m2 > 1)
