@@ -370,10 +370,13 @@ def test_factored_export_loads_alone_and_equals_the_folded_one(exports, name):
     assert fact['model_class'] == 'KronyGPT2LMHeadModel' and fact['mlp'] == model.config.mlp
     assert dense['model_class'] == 'GPT2LMHeadModel' and fact['params'] < dense['params']
     lf, ld = torch.tensor(fact['logits']), torch.tensor(dense['logits'])
-    assert ld.abs().max() > 1  # far from zero, so 1e-5 is a real check
-    assert (lf - ld).abs().max() < 1e-5
+    # fp32 rounding grows with the logits' size: 1e-5 of the largest (tiny() draws large weights,
+    # so logits reach 5-15 and the low-rank model's differ from its folded export's by 2.7e-5)
+    tol = 1e-5 * max(1.0, ld.abs().max().item())
+    assert ld.abs().max() > 1  # far from zero, so the tolerance is a real check
+    assert (lf - ld).abs().max() < tol
     with torch.no_grad():
-        assert (lf - model(torch.tensor(request['tokens']))[0]).abs().max() < 1e-5
+        assert (lf - model(torch.tensor(request['tokens']))[0]).abs().max() < tol
     assert fact['generated'] == dense['generated'] and len(fact['generated'][0]) == 8 + 50
     ours = model.generate(torch.tensor(request['prompt']), 50, top_k=1, use_cache=True)
     assert fact['generated'] == ours.tolist()
@@ -440,6 +443,24 @@ def test_character_export_without_unknown_token_fails_in_one_line(tmp_path):
         assert run('krony_to_gpt.py', ckpt, out, *flags).returncode == 0
         (tmp_path / 'w.txt').write_text("the cat sat. The End", encoding='utf-8')
         for argv in (['perplexity_eval.py', out, '--text_file', tmp_path / 'w.txt'],
-                     ['sample.py', out, '--prompt=Hello', '--max_new_tokens=3']):
+                     ['sample.py', out, '--prompt=The End', '--max_new_tokens=3']):
             res = run(*argv)
             assert_one_line_error(res.returncode, res.stderr, ["outside the model's vocabulary", "'E'"])
+
+
+def test_kron_decompose_reads_a_factored_export(tmp_path):
+    """kron_decompose.py --from a factored export of a dense model gives the checkpoint it gives
+    from that model's own checkpoint; a Kronecker export is refused as a Kronecker checkpoint is."""
+    import kron_decompose
+    model = tiny('dense')
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, tmp_path / 'd.pt')
+    export(model, tmp_path / 'fact', factored=True)
+    for src in ('d.pt', 'fact'):
+        kron_decompose.main(['8', '16', '2', '--from', str(tmp_path / src), '--out', str(tmp_path / f'{src}.kron.pt')])
+    a, b = (torch.load(tmp_path / f'{s}.kron.pt', weights_only=False) for s in ('d.pt', 'fact'))
+    assert a['model_args'] == b['model_args'] and a['model'].keys() == b['model'].keys()
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    export(tiny('kron'), tmp_path / 'kron_fact', factored=True)
+    with pytest.raises(ValueError, match="mlp='kron'; decompose a dense model"):
+        kron_decompose.main(['8', '16', '1', '--from', str(tmp_path / 'kron_fact'), '--out', str(tmp_path / 'x.pt')])
