@@ -4,6 +4,7 @@ or a Hugging Face hub name.
 
     from checkpoint import load_model, save_checkpoint
     model, ckpt = load_model('checks/kron_768_768_1_vl.pt')   # ckpt is None for HF models
+    model, _ = load_model('out/krony-81m')                     # krony_to_gpt.py's export, folded or --factored
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, path)
 
 A checkpoint is a torch file {'model': state_dict, 'model_args': GPTConfig fields, ...}; the model
@@ -21,6 +22,7 @@ from urllib.parse import urlparse
 import torch
 
 from files import atomic_write
+from factored import KINDS
 from model import GPT, GPTConfig
 
 CHECKPOINT_SUFFIXES = ('.pt', '.pth', '.ckpt')
@@ -141,12 +143,68 @@ def model_source(spec):
     return 'hub', spec
 
 
+# -----------------------------------------------------------------------------
+# a factored Hugging Face export (krony_to_gpt.py --factored)
+
+FACTORED_MODEL_TYPE = 'krony_gpt2'  # modeling_krony.KronyGPT2Config.model_type
+
+
+def hf_dir_config(path):
+    """A save_pretrained directory's config.json as a dict, or ValueError naming it."""
+    import json
+    try:
+        with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}/config.json is not readable JSON ({type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}/config.json does not hold a JSON object")
+    return config
+
+
+def load_factored_dir(path, **overrides):
+    """The GPT of a factored export, read from its config.json and safetensors directly (its own
+    code, which transformers runs with trust_remote_code=True, is not needed here)."""
+    from safetensors.torch import load_file
+    hc = hf_dir_config(path)
+    files = sorted(f for f in os.listdir(path) if f.startswith('model') and f.endswith('.safetensors'))
+    try:
+        args = dict(block_size=hc['n_positions'], vocab_size=hc['vocab_size'], n_layer=hc['n_layer'],
+                    n_head=hc['n_head'], n_embd=hc['n_embd'], layer_norm_epsilon=hc['layer_norm_epsilon'],
+                    bias=hc['mlp_bias'], dropout=0.0, **{k: hc[k] for k in KINDS[hc['mlp']].CONFIG_FIELDS},
+                    mlp=hc['mlp'])
+        if not files:
+            raise ValueError("no model*.safetensors")
+        sd = {}
+        for f in files:
+            sd.update(load_file(os.path.join(path, f)))
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a readable factored export ({type(e).__name__}: {e}); "
+                         f"write it again with krony_to_gpt.py --factored") from None
+    ckpt = {'model_args': {**args, **overrides}, 'model': hf_to_gpt_state(sd, args['bias'])}
+    return model_from_checkpoint(ckpt, path)
+
+
+def hf_to_gpt_state(sd, bias):
+    """GPT's state dict from a factored export's: attention weights back from GPT-2's Conv1D
+    layout, the tied output layer, and without the zero biases a bias=False model was given."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith(('.attn.bias', '.attn.masked_bias')) or (not bias and k.endswith('.bias')):
+            continue
+        out[k] = v.t() if k.endswith(('attn.c_attn.weight', 'attn.c_proj.weight')) else v
+    out.setdefault('lm_head.weight', out.get('transformer.wte.weight'))
+    return out
+
+
 def load_model(spec, map_location='cpu', **overrides):
     """(model, checkpoint dict or None) from a checkpoint file, an HF directory or a hub name."""
     kind, where = model_source(spec)
     if kind == 'checkpoint':
         ckpt = load_checkpoint(where, map_location)
         return model_from_checkpoint(ckpt, where, **overrides), ckpt
+    if kind == 'hf_dir' and hf_dir_config(where).get('model_type') == FACTORED_MODEL_TYPE:
+        return load_factored_dir(where, **overrides).to(map_location), None
     if kind == 'hub' and in_hub_cache(where) and not hub_reachable():
         os.environ['HF_HUB_OFFLINE'] = '1'  # use the cache at once instead of retrying the hub
     return GPT.from_pretrained(where, **overrides), None

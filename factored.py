@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; model.MLP and the fused Kronecker MLP both use it
+GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; MLP and the fused Kronecker MLP both use it
 
 KINDS = {}  # name -> class
 
@@ -335,8 +335,10 @@ class KronLinear(MatrixKind):
             elif n2 == 1:
                 y = torch.addmm(bias, t, a)
             else:  # accumulate onto the tiled bias instead of adding it in another pass; autocast
-                # does not cast for an in-place op, so its operands take t's dtype as addmm's would
-                y = bias_p.to(t.dtype).expand(N, n2, n1).reshape(N * n2, n1).addmm_(t, a.to(t.dtype))
+                # does not cast for an in-place op, so its operands take t's dtype as addmm's would.
+                # repeat always copies (expand + reshape is a view of the bias itself for one token,
+                # which addmm_ would then overwrite)
+                y = bias_p.to(t.dtype).repeat(N, 1).addmm_(t, a.to(t.dtype))
         elif path == 'a_first':
             # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one matmul
             # over all factors (a copy of x only for input in kron order with m2 > 1)
@@ -412,6 +414,37 @@ class _VectorMiddle(torch.autograd.Function):
             grad_b += torch.bmm(grad_pre, sc.transpose(1, 2)).sum(0)
             torch.bmm(bT.expand(R, *bT.shape), grad_pre, out=grad_s[i:i + R])
         return grad_s, grad_b, grad_bias, grad_c, None
+
+
+# -----------------------------------------------------------------------------
+# the MLP
+
+class MLP(nn.Module):
+    """c_fc, GELU and c_proj, of the kind of matrix config.mlp names. model.py's blocks use it, and so
+    does the Hugging Face model of a factored export (modeling_krony.py), which reads only the fields
+    the kinds read plus n_embd, mlp_width, bias and dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        kind = KINDS[config.mlp]
+        self.c_fc = kind.from_config(config, config.n_embd, config.mlp_width, 'fc')
+        self.c_proj = kind.from_config(config, config.mlp_width, config.n_embd, 'proj')
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        y = self.c_fc.fused_mlp(self.c_proj, x)  # a kind may compute the three steps as one
+        if y is None:
+            # a kind may hand the hidden features from c_fc to c_proj in an order of its own (GELU
+            # is elementwise, so the MLP computes the same function)
+            fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, x.numel() // x.shape[-1])
+            h = F.gelu(self.c_fc(x, **fc_args), approximate=GELU_APPROXIMATE)
+            y = self.c_proj(h, **proj_args)
+        return self.dropout(y)
+
+    def macs(self, n_tokens):
+        """Multiply-adds of both matrices for n_tokens rows, as forward computes them."""
+        fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, n_tokens)
+        return self.c_fc.macs(n_tokens, **fc_args) + self.c_proj.macs(n_tokens, **proj_args)
 
 
 # -----------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """
 Fold a Krony-PT (or low-rank, or dense) checkpoint into a standard Hugging Face GPT-2 directory.
 
-    python krony_to_gpt.py CHECKPOINT OUT_DIR [--force] [--no-tokenizer]
+    python krony_to_gpt.py CHECKPOINT OUT_DIR [--force] [--no-tokenizer] [--factored]
 
     python krony_to_gpt.py checks/kron_384_3072_1_prune.pt out/krony-96m
     python perplexity_eval.py out/krony-96m
+    python krony_to_gpt.py checks/kron_768_768_1_vl.pt out/krony-81m-factored --factored
 
 The model is rebuilt from the checkpoint's model_args; each MLP matrix sum_f s_f A_f (x) B_f
 (or U @ V) becomes one dense matrix, and OUT_DIR gets config.json, model.safetensors and the
@@ -15,12 +16,20 @@ parameter count: the saving lives in the factored checkpoint. OUT_DIR must be em
 unless --force, and apart from the checkpoint; it is written next to itself and renamed into
 place (an empty OUT_DIR, such as a mount point, is filled in place), so a failure never leaves it
 half-written, and a replaced OUT_DIR is removed only once the new one is in place.
+
+--factored keeps the MLP matrices as the checkpoint holds them (A_f, B_f and scalers, or U and V):
+OUT_DIR gets them in model.safetensors, config.json with the MLP's kind and shape and an auto_map,
+and the code that computes them (modeling_krony.py, a GPT2LMHeadModel with factored.py's MLP, and
+factored.py itself), so AutoModelForCausalLM.from_pretrained(OUT_DIR, trust_remote_code=True) loads
+it offline anywhere transformers is installed, and this project's scripts read it directly.
 """
 
 import argparse
 import copy
 import os
+import shutil
 import time
+from dataclasses import replace
 
 import torch
 
@@ -31,6 +40,8 @@ from files import atomic_dir, check_destination, output_lock
 from model import HF_CONV1D, convert_mlps, with_mlp
 from tokenizer import tokenizer_for, write_hf_tokenizer
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def to_dense_gpt(model):
     """A dense GPT (mlp='dense') computing the same function: every MLP matrix folded to (out, in)."""
@@ -40,15 +51,20 @@ def to_dense_gpt(model):
     return convert_mlps(model, with_mlp(model.config, 'dense'), fold)
 
 
-def hf_config(config):
-    from transformers import GPT2Config
+def gpt2_fields(config):
+    """GPT2Config's keyword arguments for a GPTConfig."""
     from tokenizer import EOT
     eot = EOT if config.vocab_size > EOT else None  # tiny test vocabularies have no <|endoftext|>
-    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-                      n_layer=config.n_layer, n_head=config.n_head, n_inner=None,
-                      activation_function='gelu_new', layer_norm_epsilon=config.layer_norm_epsilon,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      bos_token_id=eot, eos_token_id=eot, tie_word_embeddings=True)
+    return dict(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+                n_layer=config.n_layer, n_head=config.n_head, n_inner=None,
+                activation_function='gelu_new', layer_norm_epsilon=config.layer_norm_epsilon,
+                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                bos_token_id=eot, eos_token_id=eot, tie_word_embeddings=True)
+
+
+def hf_config(config):
+    from transformers import GPT2Config
+    return GPT2Config(**gpt2_fields(config))
 
 
 def check_representable(config):
@@ -79,14 +95,64 @@ def to_hf(model):
     return hf.eval()
 
 
-def export(model, out_dir, force=False, tok=None):
+# the code files of a factored export: the model class and the MLP matrices it imports
+FACTORED_CODE = ('modeling_krony.py', 'factored.py')
+ATTN_CONV1D = tuple(k for k in HF_CONV1D if k.startswith('attn.'))  # the MLP's own layers keep their layout
+
+
+def used_ranks(model):
+    """A low-rank model with every matrix at one rank, the largest one in use: InRank grows each
+    matrix's rank on its own, and one config field holds one rank. The columns of U and rows of V
+    a matrix did not use are zero, so U @ V is the trained product."""
+    def pad(name, lin, new):
+        U, V = lin.factors()
+        r_max = new.U.shape[1]
+        return {'U': torch.cat([U, U.new_zeros(U.shape[0], r_max - U.shape[1])], 1),
+                'V': torch.cat([V, V.new_zeros(r_max - V.shape[0], V.shape[1])], 0),
+                'active_rank': torch.tensor(r_max)}
+    r = max(lin.rank for _, lin in model.mlp_linears())
+    if all(lin.U.shape[1] == r for _, lin in model.mlp_linears()):
+        return model
+    return convert_mlps(model, replace(model.config, lowrank_rank=r), pad)
+
+
+def to_hf_factored(model):
+    """modeling_krony's KronyGPT2LMHeadModel with the same logits as `model`, its MLP matrices the
+    model's own factors (or dense matrices), unchanged; GPT-2's Conv1D layout elsewhere."""
+    from modeling_krony import MLP_FIELDS, KronyGPT2Config, KronyGPT2LMHeadModel
+    check_representable(model.config)
+    if model.config.mlp == 'lowrank':
+        model = used_ranks(model)
+    c = model.config
+    config = KronyGPT2Config(**gpt2_fields(c), **{k: getattr(c, k) for k in MLP_FIELDS}, mlp_bias=c.bias)
+    config.auto_map = {'AutoConfig': 'modeling_krony.KronyGPT2Config',
+                       'AutoModelForCausalLM': 'modeling_krony.KronyGPT2LMHeadModel'}
+    hf = KronyGPT2LMHeadModel(config)
+    sd = model.state_dict()
+    new = {}
+    for k, v in hf.state_dict().items():
+        if k in sd:
+            new[k] = sd[k].t() if k.endswith(ATTN_CONV1D) else sd[k]
+        elif k.endswith('.bias') and not c.bias:
+            new[k] = torch.zeros_like(v)  # bias=False is the same function as a zero bias
+        else:
+            raise ValueError(f"the factored HF model expects {k}, which this model does not have")
+    hf.load_state_dict(new, strict=True)
+    return hf.eval()
+
+
+def export(model, out_dir, force=False, tok=None, factored=False):
     """Write the HF GPT-2 directory for `model` to out_dir: weights, config and, unless tok is
-    None, the tokenizer files (tokenizer.py's GPT2BPE or CharTokenizer)."""
-    hf = to_hf(model)
+    None, the tokenizer files (tokenizer.py's GPT2BPE or CharTokenizer). factored: keep the MLP
+    matrices as they are, with the code that computes them (FACTORED_CODE) beside the weights."""
+    hf = to_hf_factored(model) if factored else to_hf(model)
     with atomic_dir(out_dir, force) as tmp:
         hf.save_pretrained(tmp)
+        if factored:
+            for name in FACTORED_CODE:
+                shutil.copyfile(os.path.join(HERE, name), os.path.join(tmp, name))
         if tok is not None:
-            write_hf_tokenizer(tok, tmp)
+            write_hf_tokenizer(tok, tmp, model_max_length=model.config.block_size)
     return hf
 
 
@@ -97,6 +163,8 @@ def main(argv=None):
     p.add_argument('--force', action='store_true', help='replace a non-empty OUT_DIR')
     p.add_argument('--no-tokenizer', action='store_true',
                    help='write the weights and config only (for a model whose tokenizer is not known)')
+    p.add_argument('--factored', action='store_true',
+                   help="keep the MLP factors: a smaller directory that loads with trust_remote_code=True")
     args = p.parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         raise ValueError(f"checkpoint {args.checkpoint} does not exist (a .pt file written by "
@@ -117,9 +185,10 @@ def convert(args):
     c = model.config
     print(f"{args.checkpoint}: {KINDS[c.mlp].describe(c)} MLP, {c.n_layer} layers, n_embd {c.n_embd}, "
           f"{model.num_params('paper'):,} parameters (paper count)")
-    hf = export(model, args.out_dir, args.force, tok)
+    hf = export(model, args.out_dir, args.force, tok, args.factored)
     n_hf = sum(p.numel() for p in hf.parameters())
-    print(f"wrote {args.out_dir}: GPT2LMHeadModel, {n_hf:,} parameters folded, tokenizer: "
+    how = 'factored, load with trust_remote_code=True' if args.factored else 'folded'
+    print(f"wrote {args.out_dir}: {type(hf).__name__}, {n_hf:,} parameters {how}, tokenizer: "
           f"{tok.describe() if tok else 'none'}, in {time.time() - t0:.1f} s")
 
 

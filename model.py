@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from factored import GELU_APPROXIMATE, KINDS
+from factored import KINDS, MLP  # noqa: F401 (MLP: the blocks' MLP, imported from here too)
 from logits import lm_logits, token_nll
 
 # HF's GPT-2 stores these weights as Conv1D, (in, out); nn.Linear holds (out, in)
@@ -147,12 +147,24 @@ class CausalSelfAttention(nn.Module):
             prev = torch.lerp(x1, prev, self.time_mix.to(x.dtype))
         return torch.cat([prev, x[..., half:]], dim=-1)
 
-    def forward(self, x):
+    def forward(self, x, kv=None):
+        """kv: this layer's part of a KVCache, the keys and values of the positions before x's,
+        extended here with x's own (x then holds only the new positions)."""
         B, T, C = x.size()
         if self.time_mixing:
             x = self.time_shift(x)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        past, mask = 0, None
+        if kv is not None:
+            if self.weighting or self.time_mixing:
+                raise ValueError("the attention tricks need the whole context; run them without a KV cache")
+            if kv:
+                past = kv[0].shape[2]
+                k, v = torch.cat((kv[0], k), dim=2), torch.cat((kv[1], v), dim=2)  # (B, nh, past + T, hs)
+            kv[:] = [k, v]
+            if past and T > 1:  # new query i sees every cached key and the new keys up to itself
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
         if self.weighting:
             # the weights act after the softmax, so this path spells attention out (no fused kernel)
             att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
@@ -160,35 +172,12 @@ class CausalSelfAttention(nn.Module):
             att = F.softmax(att.masked_fill(~causal, float('-inf')), dim=-1)
             y = self.attn_dropout(att * self.time_weights(T).to(att.dtype)) @ v
         else:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=True)
+            # one new query after cached keys sees all of them: no mask (SDPA's is_causal would align
+            # the mask to the first key instead of the last)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=past == 0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
-
-
-class MLP(nn.Module):
-
-    def __init__(self, config):
-        super().__init__()
-        kind = KINDS[config.mlp]
-        self.c_fc = kind.from_config(config, config.n_embd, config.mlp_width, 'fc')
-        self.c_proj = kind.from_config(config, config.mlp_width, config.n_embd, 'proj')
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x):
-        y = self.c_fc.fused_mlp(self.c_proj, x)  # a kind may compute the three steps as one
-        if y is None:
-            # a kind may hand the hidden features from c_fc to c_proj in an order of its own (GELU
-            # is elementwise, so the MLP computes the same function)
-            fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, x.numel() // x.shape[-1])
-            h = F.gelu(self.c_fc(x, **fc_args), approximate=GELU_APPROXIMATE)
-            y = self.c_proj(h, **proj_args)
-        return self.dropout(y)
-
-    def macs(self, n_tokens):
-        """Multiply-adds of both matrices for n_tokens rows, as forward computes them."""
-        fc_args, proj_args = self.c_fc.pair_layout(self.c_proj, n_tokens)
-        return self.c_fc.macs(n_tokens, **fc_args) + self.c_proj.macs(n_tokens, **proj_args)
 
 
 class Block(nn.Module):
@@ -200,9 +189,20 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, kv=None):
+        x = x + self.attn(self.ln_1(x), kv)
         return x + self.mlp(self.ln_2(x))
+
+
+class KVCache:
+    """Every layer's attention keys and values of the positions seen so far, so that generating one
+    more token runs the model on that token alone (GPT.generate)."""
+
+    def __init__(self, n_layer):
+        self.layers = [[] for _ in range(n_layer)]  # [k, v], each (B, nh, T, hs), once filled
+
+    def __len__(self):
+        return self.layers[0][0].shape[2] if self.layers and self.layers[0] else 0
 
 
 class GPT(nn.Module):
@@ -257,15 +257,17 @@ class GPT(nn.Module):
             loss = token_nll(logits, targets).sum() / (targets != -1).sum()
         return (logits, loss, h) if return_hidden else (logits, loss)
 
-    def hidden_states(self, idx):
-        """The final LayerNorm's output, (B, T, n_embd)."""
+    def hidden_states(self, idx, cache=None):
+        """The final LayerNorm's output, (B, T, n_embd); with a KVCache, idx continues the positions
+        the cache holds, and their keys and values are added to it."""
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size={self.config.block_size}")
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        start = len(cache) if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size={self.config.block_size}")
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if cache is None else cache.layers[i])
         return self.transformer.ln_f(x)
 
     def head(self, h):
@@ -311,11 +313,23 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True):
+        """idx (B, T) followed by max_new_tokens sampled tokens. use_cache keeps a KVCache, so each
+        step after the first runs the model on the newest token alone; the attention tricks change
+        how earlier positions are mixed and always run on the whole context. Once the sequence
+        outgrows block_size, each step runs on its last block_size tokens (positions restart), with
+        or without the cache."""
+        c = self.config
+        use_cache = use_cache and not (c.time_weighting or c.time_mixing)
+        cache = None
         for _ in range(max_new_tokens):
-            idx_cond = idx[:, -self.config.block_size:]
+            if cache is not None and idx.shape[1] <= c.block_size:
+                h = self.hidden_states(idx[:, -1:], cache)
+            else:
+                cache = KVCache(c.n_layer) if use_cache else None
+                h = self.hidden_states(idx[:, -c.block_size:], cache)
             # only the last position's logits are needed: the vocabulary product for one token
-            logits = self.head(self.hidden_states(idx_cond)[:, -1:])[:, -1]
+            logits = self.head(h[:, -1:])[:, -1]
             logits = logits / max(temperature, 1e-8)
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))

@@ -4,6 +4,7 @@ Generate text from a project checkpoint, a save_pretrained directory or a hub na
     python sample.py out/demo/student/best.pt --prompt "The history of" --num_samples 3   # the demo's student
     python sample.py gpt2 --prompt FILE:prompt.txt --max_new_tokens 200 --temperature 0.8 --top_k 200
     python sample.py out/demo/student_hf --prompt " = Valkyria"   # a character model's export
+    python sample.py out/krony-81m --no_cache        # a --factored export; no KV cache (same tokens, slower)
 
 The model's own tokenizer is used: the character vocabulary a checkpoint stores (train.py keeps
 its dataset's meta.pkl in it), a model directory's tokenizer files, or GPT-2's BPE for GPT-2
@@ -26,11 +27,12 @@ def read_meta_tokenizer(path):
     return CharTokenizer.from_meta(read_meta(path), path)
 
 
-def generate(model, prompt_ids, num_samples, max_new_tokens, temperature, top_k, seed, device):
-    """num_samples lists of token ids (prompt included); the same seed gives the same samples."""
+def generate(model, prompt_ids, num_samples, max_new_tokens, temperature, top_k, seed, device, use_cache=True):
+    """num_samples lists of token ids (prompt included); the same seed gives the same samples.
+    use_cache: GPT.generate's KV cache (the same tokens, each step on the newest token alone)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     x = torch.tensor(prompt_ids, dtype=torch.long, device=device)[None]
-    return [model.generate(x, max_new_tokens, temperature, top_k, generator=gen)[0].tolist()
+    return [model.generate(x, max_new_tokens, temperature, top_k, generator=gen, use_cache=use_cache)[0].tolist()
             for _ in range(num_samples)]
 
 
@@ -45,6 +47,8 @@ def main():
     p.add_argument('--seed', type=int, default=1337)
     p.add_argument('--meta', help="a character dataset's meta.pkl (default: the model's own vocabulary)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--no_cache', action='store_true',
+                   help='recompute the whole context for every token instead of keeping a KV cache')
     args = p.parse_args()
     if args.num_samples < 1 or args.max_new_tokens < 0 or args.temperature <= 0 or args.top_k < 0:
         raise ValueError("need --num_samples >= 1, --max_new_tokens >= 0, --temperature > 0, --top_k >= 0")
@@ -68,7 +72,7 @@ def main():
     if not ids:
         raise ValueError("the prompt is empty; give at least one character or token")
     for sample in generate(model, ids, args.num_samples, args.max_new_tokens, args.temperature,
-                           args.top_k or None, args.seed, args.device):
+                           args.top_k or None, args.seed, args.device, not args.no_cache):
         print(tok.decode(sample))
         print('---------------')
 

@@ -180,6 +180,26 @@ def write_char_dataset(train_text, val_text, out_dir, unk=False):
     return meta
 
 
+def char_tokenizer_file(path):
+    """The CharTokenizer a tokenizer.json holds when CharTokenizer.hf_tokenizer wrote it (one
+    WordLevel token per character), else None: an export of a character model is then read with
+    the checkpoint's own tokenizer, unknown characters and their error included."""
+    import json
+    try:
+        with open(path, encoding='utf-8') as f:
+            spec = json.load(f)
+        model, pre = spec['model'], spec['pre_tokenizer'] or {}
+        if model['type'] != 'WordLevel' or pre.get('type') != 'Split' or pre.get('pattern') != {'Regex': r'[\s\S]'}:
+            return None
+        itos = sorted(model['vocab'], key=model['vocab'].get)
+        if [model['vocab'][ch] for ch in itos] != list(range(len(itos))):
+            return None
+        unk = model.get('unk_token')  # WordLevel names '<unk>' even when the vocabulary has none
+        return CharTokenizer(itos, unk if unk in model['vocab'] else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class HFTokenizer:
     """A model directory's own transformers tokenizer behind the same interface."""
 
@@ -188,7 +208,10 @@ class HFTokenizer:
         self.vocab_size = len(tok)
 
     def encode(self, text):
-        return self.tok(text, add_special_tokens=False)['input_ids']
+        try:
+            return self.tok(text, add_special_tokens=False)['input_ids']
+        except Exception as e:  # the tokenizers library raises a bare Exception, e.g. for an unknown word
+            raise ValueError(f"{self.origin}'s tokenizer cannot encode the text ({str(e).strip()})") from None
 
     def decode(self, ids):
         return self.tok.decode(ids, clean_up_tokenization_spaces=False)
@@ -216,6 +239,9 @@ def tokenizer_for(model, ckpt=None, source=None):
         if meta_path and os.path.isfile(meta_path):
             return _checked(CharTokenizer.from_meta(read_meta(meta_path), meta_path), vocab)
     if model_dir and any(os.path.isfile(os.path.join(model_dir, n)) for n in ('tokenizer.json', 'vocab.json')):
+        chars = char_tokenizer_file(os.path.join(model_dir, 'tokenizer.json'))
+        if chars is not None:
+            return _checked(chars, vocab)
         from transformers import AutoTokenizer
         try:
             tok = AutoTokenizer.from_pretrained(model_dir)
@@ -260,10 +286,12 @@ def _checked(tok, vocab):
     return tok
 
 
-def write_hf_tokenizer(tok, out_dir):
+def write_hf_tokenizer(tok, out_dir, model_max_length=None):
     """The tokenizer files of an HF model directory: tokenizer.json and its config, and for GPT-2's
     BPE also vocab.json and merges.txt (the files a hub GPT-2 directory has, which the slow
-    GPT2Tokenizer of transformers 4.x needs)."""
+    GPT2Tokenizer of transformers 4.x needs). model_max_length: the model's context length, which
+    tools such as lm-evaluation-harness read from the tokenizer."""
+    import json
     import shutil
     if isinstance(tok, GPT2BPE):
         gpt2_hf_tokenizer().save_pretrained(out_dir)
@@ -274,3 +302,14 @@ def write_hf_tokenizer(tok, out_dir):
         tok.hf_tokenizer().save_pretrained(out_dir)
     else:
         tok.tok.save_pretrained(out_dir)
+    path = os.path.join(out_dir, 'tokenizer_config.json')
+    with open(path, encoding='utf-8') as f:
+        config = json.load(f)
+    if model_max_length is not None:
+        config['model_max_length'] = model_max_length
+    if config.get('tokenizer_class') == 'TokenizersBackend':
+        # transformers 5 names a tokenizer.json-only tokenizer by a class that 4.x does not have;
+        # PreTrainedTokenizerFast is the same tokenizer in 4.x and an alias of it in 5
+        config['tokenizer_class'] = 'PreTrainedTokenizerFast'
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(config, f, indent=2, ensure_ascii=False)

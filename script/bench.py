@@ -18,6 +18,11 @@ Tables:
          generation (model.generate, no KV cache) in tokens/s
   memory peak memory of a training step and of evaluation (CPU: peak RSS of a fresh process per
          model; CUDA: torch.cuda.max_memory_allocated), and the size of a torch.save'd checkpoint
+  decode greedy decoding with the KV cache (model.generate), --decode_prompt tokens of prompt then
+         --decode_tokens new ones, batch 1 and 8, factored 81M and 96M against dense, tokens/s of the
+         whole call; beside it the weight bytes each decoding step reads (every weight once, the
+         position table aside: the memory-bound limit of decoding) and the size on disk of
+         krony_to_gpt.py's --factored export against the folded one
   decompose  kron_decompose.py's Van Loan fit of every MLP matrix of a random GPT-2-small-shaped
          model per shape, and of a gpt2-medium-shaped one: the full SVD against the solver it runs
          (only the kept singular triplets), seconds and the difference of their errors
@@ -283,7 +288,8 @@ def bench_eval(models, base, prompt, new_tokens, repeats, device, dtype):
             set_rebuild(model, False)
             model.eval()
             with ctx:
-                model.generate(P, new_tokens, top_k=50, generator=torch.Generator(device).manual_seed(0))
+                model.generate(P, new_tokens, top_k=50, generator=torch.Generator(device).manual_seed(0),
+                               use_cache=False)
         return run
 
     te = interleaved({label: eval_fn(models[shape][0]) for label, shape in evaluated}, repeats, device)
@@ -293,6 +299,58 @@ def bench_eval(models, base, prompt, new_tokens, repeats, device, dtype):
                  gen_tokens_per_s=new_tokens / statistics.median(tg[label]), gen_vs_dense=ratio(tg, 'dense', label),
                  eval_rounds_s=te[label], gen_rounds_s=tg[label])
             for label, shape in evaluated]
+
+
+DECODE_SHAPES = ('81M', '96M')
+DECODE_BATCHES = (1, 8)
+
+
+def weight_bytes_per_step(model):
+    """Bytes of the weights one decoding step reads: every parameter once (the tied embedding once,
+    as the output layer), but of the position table only one row per token."""
+    wpe = model.transformer.wpe.weight
+    return sum(p.numel() * p.element_size() for p in model.parameters()) - wpe.numel() * wpe.element_size()
+
+
+def export_bytes(model, factored):
+    """Bytes on disk of krony_to_gpt.py's export of model (weights, config, code; no tokenizer)."""
+    from krony_to_gpt import export
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'hf')
+        export(model, out, factored=factored)
+        return sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+
+
+def bench_decode(base, shapes, prompt, new_tokens, repeats, device, dtype):
+    """Rows for the decoding table: per batch size, greedy model.generate with its KV cache of each
+    model, interleaved; then the bytes read per step and the exports' sizes."""
+    torch.manual_seed(0)
+    models = {label: GPT(model_config(base, shapes, None if label == 'dense' else label)).to(device).eval()
+              for label in ('dense', *DECODE_SHAPES)}
+    ctx = autocast(device, dtype)
+
+    def gen_fn(model, P):
+        def run():
+            with ctx:
+                model.generate(P, new_tokens, top_k=1, use_cache=True)
+        return run
+
+    rows = []
+    for batch in DECODE_BATCHES:
+        P = torch.randint(base['vocab_size'], (batch, prompt), device=device)
+        t = interleaved({label: gen_fn(m, P) for label, m in models.items()}, repeats, device)
+        for label in DECODE_SHAPES:
+            rows.append(dict(model=label, batch=batch, tokens_per_s=batch * new_tokens / statistics.median(t[label]),
+                             dense_tokens_per_s=batch * new_tokens / statistics.median(t['dense']),
+                             vs_dense=ratio(t, 'dense', label), rounds_s=t[label], dense_rounds_s=t['dense']))
+    # the same dense export as every factored model's folded one: one dense model, same shapes
+    dense_read, dense_disk = weight_bytes_per_step(models['dense']), export_bytes(models['dense'].cpu(), False)
+    disk = {label: export_bytes(models[label].cpu(), True) for label in DECODE_SHAPES}
+    for row in rows:
+        row.update(bytes_read_vs_dense=weight_bytes_per_step(models[row['model']]) / dense_read,
+                   disk_bytes=disk[row['model']], dense_disk_bytes=dense_disk,
+                   disk_vs_dense=disk[row['model']] / dense_disk)
+    return rows
 
 
 def peak_bytes(device):
@@ -418,7 +476,7 @@ def device_name(device):
     return f"{name}, {torch.get_num_threads()} threads"
 
 
-TABLES = ('mlp', 'train', 'eval', 'memory', 'decompose')
+TABLES = ('mlp', 'train', 'eval', 'memory', 'decode', 'decompose')
 
 
 def parse_args(argv=None):
@@ -429,12 +487,14 @@ def parse_args(argv=None):
     p.add_argument('--tables', default=','.join(TABLES), help=f"comma-separated subset of {','.join(TABLES)}")
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
     p.add_argument('--repeats', type=int, default=None,
-                   help="timed rounds (default 11 mlp, 7 train, 9 eval, 1 decompose)")
+                   help="timed rounds (default 11 mlp, 7 train, 9 eval, 5 decode, 1 decompose)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
     p.add_argument('--prompt', type=int, default=None, help='generation prompt tokens (default 32)')
     p.add_argument('--new_tokens', type=int, default=None, help='generated tokens (default 32)')
+    p.add_argument('--decode_prompt', type=int, default=None, help='decoding table: prompt tokens (default 128)')
+    p.add_argument('--decode_tokens', type=int, default=None, help='decoding table: new tokens (default 128)')
     p.add_argument('--compile', action='store_true', help='torch.compile the MLPs of the mlp table')
     p.add_argument('--keep-freed-memory', action='store_true',
                    help="CPU, Linux: keep freed memory in the process (glibc mallopt) instead of the scripts' defaults")
@@ -442,8 +502,10 @@ def parse_args(argv=None):
     p.add_argument('--json', help='also write every measurement to this JSON file')
     args = p.parse_args(argv)
     # one thread in --quick: tiny ops on two threads stall on each other when the machine is busy
-    quick = dict(repeats=2, mlp_tokens=256, batch=2, seq=32, prompt=8, new_tokens=4, threads=1)
-    full = dict(repeats=None, mlp_tokens=4096, batch=4, seq=256, prompt=32, new_tokens=32, threads=2)
+    quick = dict(repeats=2, mlp_tokens=256, batch=2, seq=32, prompt=8, new_tokens=4, threads=1,
+                 decode_prompt=8, decode_tokens=4)
+    full = dict(repeats=None, mlp_tokens=4096, batch=4, seq=256, prompt=32, new_tokens=32, threads=2,
+                decode_prompt=128, decode_tokens=128)
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -527,6 +589,18 @@ def main(argv=None):
               [[r['model'], mib(r['loaded_bytes']), mib(r['eval_peak_bytes']), mib(r['train_peak_bytes']),
                 f"{r['train_peak_vs_dense']:.2f}x", f"{r['checkpoint_bytes'] / 2 ** 20:,.1f}",
                 f"{r['checkpoint_vs_dense']:.2f}x"] for r in rows])
+    if 'decode' in args.tables:
+        rows = bench_decode(base, shapes, args.decode_prompt, args.decode_tokens, rep(5), device, dtype)
+        results['decode'] = rows
+        table(f"decoding: greedy model.generate with the KV cache, {args.decode_prompt}-token prompt, "
+              f"{args.decode_tokens} new tokens (tokens/s of the whole call), median of {rep(5)} interleaved "
+              f"rounds; weight bytes read per step and krony_to_gpt.py's --factored export on disk, "
+              f"against dense GPT-2 and its folded export",
+              ['model', 'batch', 'dense tokens/s', 'factored tokens/s', 'factored vs dense',
+               'weight bytes read vs dense', 'export MiB', 'export vs dense'],
+              [[r['model'], str(r['batch']), f"{r['dense_tokens_per_s']:,.1f}", f"{r['tokens_per_s']:,.1f}",
+                f"{r['vs_dense']:.2f}x", f"{r['bytes_read_vs_dense']:.2f}x", f"{r['disk_bytes'] / 2 ** 20:,.1f}",
+                f"{r['disk_vs_dense']:.2f}x"] for r in rows])
     if 'decompose' in args.tables:
         medium = QUICK_MEDIUM if args.quick else MEDIUM
         cases = [(label, dict(n_layer=base['n_layer'], n_embd=base['n_embd']), d1, d2, f)

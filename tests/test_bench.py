@@ -49,11 +49,12 @@ def markdown_tables(text):
     return tables
 
 
-def test_prints_five_well_formed_tables(quick):
+def test_prints_six_well_formed_tables(quick):
     text, res = quick
     assert 'glibc malloc defaults' in text.splitlines()[1]  # the allocator train.py runs with
     tables = markdown_tables(text)
-    assert [len(rows) for _, rows in tables] == [len(bench.QUICK_SHAPES), 4, 3, 4, len(bench.QUICK_SHAPES) + 1]
+    n_decode = len(bench.DECODE_SHAPES) * len(bench.DECODE_BATCHES)
+    assert [len(rows) for _, rows in tables] == [len(bench.QUICK_SHAPES), 4, 3, 4, n_decode, len(bench.QUICK_SHAPES) + 1]
     for header, rows in tables:
         assert all(len(r) == len(header) for r in rows)
     assert [r[0] for r in tables[0][1]] == [s[0] for s in bench.QUICK_SHAPES]
@@ -62,7 +63,7 @@ def test_prints_five_well_formed_tables(quick):
     for row, r in zip(tables[0][1], res['mlp']):
         assert row[2] == f"{r['params']:,}" and row[4] == r['path']
         assert float(row[8].rstrip('x')) == pytest.approx(r['factored_vs_dense'], abs=0.006)
-    for row, r in zip(tables[4][1], res['decompose']):
+    for row, r in zip(tables[5][1], res['decompose']):
         assert row[:2] == [r['shape'], f"`{r['cli']}`"] and row[7] == f"{r['krylov']}/{r['matrices']}"
 
 
@@ -126,6 +127,27 @@ def test_train_eval_memory_tables_consistent(quick):
     assert mem['81M']['checkpoint_bytes'] == mem['81M rebuild']['checkpoint_bytes']
     assert mem['81M']['checkpoint_vs_dense'] == pytest.approx(
         mem['81M']['checkpoint_bytes'] / mem['dense']['checkpoint_bytes'])
+
+
+def test_decode_table_counts_and_ratios(quick):
+    """bytes read per step from parameter counts made here (4 bytes each, the position table
+    aside), the export sizes from krony_to_gpt.py's own directories, the ratios from the rounds"""
+    _, res = quick
+    a, rows = res['args'], res['decode']
+    assert [(r['model'], r['batch']) for r in rows] == [(m, b) for b in bench.DECODE_BATCHES for m in bench.DECODE_SHAPES]
+    c = bench.QUICK
+    wpe = c['block_size'] * c['n_embd']
+    dense = GPT(GPTConfig(**c)).num_params('paper') - wpe
+    dims = {label: (d1, d2, f) for label, d1, d2, f in bench.QUICK_SHAPES}
+    for r in rows:
+        assert r['bytes_read_vs_dense'] == pytest.approx((independent_params(*dims[r['model']]) - wpe) / dense)
+        assert r['vs_dense'] == pytest.approx(median_ratio(r['dense_rounds_s'], r['rounds_s']))
+        assert r['tokens_per_s'] == pytest.approx(r['batch'] * a['decode_tokens'] / statistics.median(r['rounds_s']))
+        assert len(r['rounds_s']) == a['repeats']
+        assert r['disk_vs_dense'] == pytest.approx(r['disk_bytes'] / r['dense_disk_bytes'])
+        # the weights (4 bytes a parameter, the embedding stored once) plus the code and config
+        assert 4 * (independent_params(*dims[r['model']])) < r['disk_bytes'] < 4 * independent_params(*dims[r['model']]) + 80_000
+    assert 4 * (dense + wpe) < rows[0]['dense_disk_bytes'] < 4 * (dense + wpe) + 20_000
 
 
 def test_decompose_table_errors_and_counts(quick):

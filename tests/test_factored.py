@@ -143,6 +143,26 @@ def test_every_path_and_its_gradients_equal_torch_kron(in_f, out_f, a_shape, fac
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize('permuted_out', [False, True])
+@pytest.mark.parametrize('path', KRON_PATHS)
+@pytest.mark.parametrize('in_f,out_f,a_shape,factors', STRUCTURES)
+def test_one_token_leaves_the_layer_unchanged(in_f, out_f, a_shape, factors, path, permuted_out):
+    """One row (a KV-cache decoding step) through every path, without autograd: the output is the
+    reference and no parameter is written (the B-first path once accumulated into the bias itself)."""
+    lin = random_layer(in_f, out_f, a_shape, factors, True, path)
+    before = {k: v.clone() for k, v in lin.state_dict().items()}
+    x = torch.randn(1, 1, in_f, dtype=torch.double)
+    with torch.no_grad():
+        for _ in range(2):
+            y = lin(x, permuted_out=permuted_out)
+    ref = x @ kron_reference(lin) + lin.bias
+    if permuted_out:
+        ref = ref[..., permuted_order(a_shape[1], out_f // a_shape[1])]
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    for k, v in lin.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 def permuted_order(n_a, n_b):
     """Index map from B-major feature order (i2, i1) to kron's (i1, i2) for n_a x n_b features."""
     return torch.arange(n_a * n_b).view(n_a, n_b).t().reshape(-1)

@@ -10,7 +10,7 @@ import tokenizer
 from tokenizer import get_encoding
 from krony_to_gpt import export, to_dense_gpt, to_hf
 from checkpoint import load_model, save_checkpoint
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, with_mlp
 from cli_runs import CliRuns, assert_one_line_error
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,3 +238,229 @@ def test_a_killed_export_is_replaced_and_a_stranger_is_not(tmp_path):
     with pytest.raises(ValueError, match='in the way'):
         export(tiny('dense'), tmp_path / 'other')
     assert os.listdir(mine) == ['notes.txt'] and not (tmp_path / 'other').exists()
+
+
+# ---------------------------------------------------------------- --factored: the factors kept
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_factored_export_holds_the_trained_tensors(kind, tmp_path):
+    """model.safetensors holds A, B, scale (or U, V) bit for bit; the project reads the directory
+    back to the same model; the directory is smaller than the folded one by the MLP's bytes."""
+    import json
+    from safetensors.torch import load_file
+    model = tiny(kind)
+    export(model, tmp_path / 'fact', factored=True)
+    export(model, tmp_path / 'dense')
+    config = json.loads((tmp_path / 'fact' / 'config.json').read_text())
+    assert config['model_type'] == 'krony_gpt2' and config['mlp'] == model.config.mlp
+    assert config['auto_map']['AutoModelForCausalLM'] == 'modeling_krony.KronyGPT2LMHeadModel'
+    for name in ('modeling_krony.py', 'factored.py'):
+        assert (tmp_path / 'fact' / name).read_text() == open(os.path.join(ROOT, name)).read()
+    sd = load_file(tmp_path / 'fact' / 'model.safetensors')
+    for name, lin in model.mlp_linears():
+        for k, v in lin.state_dict().items():
+            assert torch.equal(sd[f'{name}.{k}'], v), f'{name}.{k}'
+    loaded, ckpt = load_model(str(tmp_path / 'fact'))
+    assert ckpt is None and loaded.config == model.config
+    idx = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(loaded(idx)[0], model(idx)[0])
+    saved = 4 * (GPT(with_mlp(model.config, 'dense')).mlp_params() - model.mlp_params())
+    size = lambda d: os.path.getsize(tmp_path / d / 'model.safetensors')  # noqa: E731
+    assert abs(size('dense') - size('fact') - saved) < 4096  # the safetensors headers differ a little
+
+
+def test_factored_lowrank_export_of_inrank_ranks(tmp_path):
+    """InRank grows each matrix's rank on its own: the export holds one rank, the largest in use,
+    with zeros beyond each matrix's own, so it computes the trained function."""
+    model = tiny('lowrank', lowrank_rank=12)
+    for i, (_, lin) in enumerate(model.mlp_linears()):
+        lin.set_active_rank(3 + 2 * i)
+    hf = export(model, tmp_path / 'fact', factored=True)
+    assert hf.config.lowrank_rank == 3 + 2 * 3
+    loaded, _ = load_model(str(tmp_path / 'fact'))
+    idx = torch.randint(0, 100, (2, 16))
+    with torch.no_grad():
+        assert (loaded(idx)[0] - model(idx)[0]).abs().max() < 1e-5
+    for (_, a), (_, b) in zip(model.mlp_linears(), loaded.mlp_linears()):
+        assert torch.allclose(a.dense_weight(), b.dense_weight(), rtol=0, atol=1e-6)
+
+
+def test_factored_export_refuses_attention_tricks(tmp_path):
+    model = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=100, time_mixing='shift'))
+    with pytest.raises(ValueError, match='time_mixing'):
+        export(model, tmp_path / 'fact', factored=True)
+    assert not (tmp_path / 'fact').exists()
+
+
+def fresh_load(model_dir, request, workdir, python=None):
+    """Start tests/hf_load.py on model_dir in a fresh process outside the project; returns a
+    function that waits for it and gives its JSON result."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    workdir.mkdir(exist_ok=True)
+    script = shutil.copy(os.path.join(ROOT, 'tests', 'hf_load.py'), workdir / 'hf_load.py')
+    (workdir / 'request.json').write_text(json.dumps(request))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env.update(HF_HUB_OFFLINE='1', HF_MODULES_CACHE=str(workdir / 'modules'))
+    proc = subprocess.Popen([python or sys.executable, script, str(model_dir), 'request.json', 'result.json'],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result():
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err[-3000:]
+        return json.loads((workdir / 'result.json').read_text())
+    return result
+
+
+@pytest.fixture(scope='module')
+def exports(tmp_path_factory):
+    """Factored and folded exports of three models, each loaded by tests/hf_load.py in fresh
+    processes (started together, so their imports overlap): a Kronecker model with GPT-2's
+    vocabulary (through the command line), a character model with an unknown character, a low-rank
+    model. {name: (model, tokenizer, request, {'fact': result, 'dense': result}, dir)}"""
+    import subprocess
+    import sys
+    from tokenizer import CharTokenizer, GPT2BPE
+    d = tmp_path_factory.mktemp('factored')
+    with open(os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.valid.tokens'), encoding='utf-8') as f:
+        chars = CharTokenizer.build(f.read(20_000), unk=True)
+    cases = {'kron': (tiny('kron_scalers', vocab_size=50257, block_size=64), GPT2BPE(), "Kronecker products, 40%."),
+             'char': (tiny('kron', vocab_size=chars.vocab_size, block_size=64), chars, " = Valkyria 日本 ∮ Chronicles"),
+             'lowrank': (tiny('lowrank', vocab_size=50257, block_size=64), GPT2BPE(), " The history of")}
+    runs = {}
+    for name, (model, tok, text) in cases.items():
+        ckpt = d / f'{name}.pt'
+        extra = {'vocab': tok.to_meta()} if isinstance(tok, CharTokenizer) else {}
+        save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), **extra}, ckpt)
+        if name == 'kron':  # the command line once; the others in this process, which is quicker
+            out = subprocess.run([sys.executable, 'krony_to_gpt.py', str(ckpt), str(d / f'{name}_fact'), '--factored'],
+                                 cwd=ROOT, capture_output=True, text=True)
+            assert out.returncode == 0, out.stderr
+            assert 'KronyGPT2LMHeadModel' in out.stdout and 'trust_remote_code=True' in out.stdout
+        else:
+            export(load_model(str(ckpt))[0], d / f'{name}_fact', tok=tok, factored=True)
+        export(load_model(str(ckpt))[0], d / f'{name}_dense', tok=tok)
+        g = torch.Generator().manual_seed(1)
+        V = model.config.vocab_size
+        request = dict(tokens=torch.randint(0, V, (2, 64), generator=g).tolist(),
+                       prompt=torch.randint(0, V, (1, 8), generator=g).tolist(), new_tokens=50, text=text)
+        runs[name] = (model, tok, request, {how: fresh_load(d / f'{name}_{how}', request, d / f'run_{name}_{how}')
+                                            for how in ('fact', 'dense')})
+    yield {name: (model, tok, request, {how: wait() for how, wait in waits.items()}, d)
+           for name, (model, tok, request, waits) in runs.items()}
+
+
+@pytest.mark.parametrize('name', ['kron', 'char', 'lowrank'])
+def test_factored_export_loads_alone_and_equals_the_folded_one(exports, name):
+    """In a process that cannot import this project: AutoConfig, AutoModelForCausalLM and
+    AutoTokenizer load the factored export offline; its logits equal the folded export's within
+    1e-5 and the project model's; greedy generate() of 50 tokens with transformers' KV cache gives
+    the folded export's tokens and the project's own KV-cache generation; save_pretrained of the
+    loaded model loads again."""
+    import json
+    model, tok, request, res, d = exports[name]
+    fact, dense = res['fact'], res['dense']
+    assert fact['model_class'] == 'KronyGPT2LMHeadModel' and fact['mlp'] == model.config.mlp
+    assert dense['model_class'] == 'GPT2LMHeadModel' and fact['params'] < dense['params']
+    lf, ld = torch.tensor(fact['logits']), torch.tensor(dense['logits'])
+    # fp32 rounding grows with the logits' size: 1e-5 of the largest (tiny() draws large weights,
+    # so logits reach 5-15 and the low-rank model's differ from its folded export's by 2.7e-5)
+    tol = 1e-5 * max(1.0, ld.abs().max().item())
+    assert ld.abs().max() > 1  # far from zero, so the tolerance is a real check
+    assert (lf - ld).abs().max() < tol
+    with torch.no_grad():
+        assert (lf - model(torch.tensor(request['tokens']))[0]).abs().max() < tol
+    assert fact['generated'] == dense['generated'] and len(fact['generated'][0]) == 8 + 50
+    ours = model.generate(torch.tensor(request['prompt']), 50, top_k=1, use_cache=True)
+    assert fact['generated'] == ours.tolist()
+    assert fact['resaved_diff'] == 0
+    for r in (fact, dense):  # the tokenizer: the model's ids, its context length, a class 4.x has too
+        assert r['text_ids'] == tok.encode(request['text'])
+        assert r['model_max_length'] == model.config.block_size
+    for how in ('fact', 'dense'):
+        config = json.loads((d / f'{name}_{how}' / 'tokenizer_config.json').read_text())
+        assert config['tokenizer_class'] in ('GPT2Tokenizer', 'PreTrainedTokenizerFast')
+    if name == 'char':  # the text has characters outside the vocabulary: the unknown token for each
+        assert tok.stoi[tok.unk] in fact['text_ids']
+
+
+def test_factored_export_directory_is_smaller(tmp_path):
+    """The whole directory, code included, for a model whose MLP holds most weights, with the 81M
+    model's structure (A: n_embd x n_embd, B: 1 x 4): smaller by the MLP's saving less the code.
+    (GPT-2 small's 81M figure is bench.py's decode table.)"""
+    model = tiny('dense', n_embd=128, mlp='kron', kron_dim1=128, kron_dim2=128, kron_factors=1)
+    export(model, tmp_path / 'fact', factored=True)
+    export(model, tmp_path / 'dense')
+    fact, dense = dir_bytes(tmp_path / 'fact'), dir_bytes(tmp_path / 'dense')
+    saved = 4 * (GPT(with_mlp(model.config, 'dense')).mlp_params() - model.mlp_params())
+    code = sum(os.path.getsize(os.path.join(ROOT, n)) for n in ('modeling_krony.py', 'factored.py'))
+    assert abs(dense - fact - (saved - code)) < 8192  # config.json and the headers differ a little
+    assert fact < 0.6 * dense
+
+
+def test_factored_export_through_the_project_scripts(exports, tmp_path):
+    """perplexity_eval.py and sample.py read a factored export as they read its checkpoint."""
+    import json
+    import subprocess
+    import sys
+    model, tok, request, _, d = exports['char']
+    run = lambda *a: subprocess.run([sys.executable, *map(str, a)], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
+    window = " = Valkyria Chronicles = \n\n Senjō no Valkyria 3"
+    (tmp_path / 'w.txt').write_text(window, encoding='utf-8')
+    scores = {}
+    for src in (d / 'char_fact', d / 'char.pt'):
+        out = run('perplexity_eval.py', src, '--text_file', tmp_path / 'w.txt', '--json', tmp_path / f'{src.name}.json')
+        assert out.returncode == 0, out.stderr
+        scores[src.name] = json.loads((tmp_path / f'{src.name}.json').read_text())['results']['w.txt']
+    assert scores['char_fact']['nll'] == pytest.approx(scores['char.pt']['nll'], rel=1e-6)
+    assert scores['char_fact']['tokenizer'] == f'characters ({tok.vocab_size})'
+    outs = [run('sample.py', src, '--prompt= = Valk', '--num_samples=2', '--max_new_tokens=20', '--seed=5')
+            for src in (d / 'char_fact', d / 'char.pt')]
+    assert outs[0].returncode == 0, outs[0].stderr
+    assert outs[0].stdout == outs[1].stdout
+
+
+def test_character_export_without_unknown_token_fails_in_one_line(tmp_path):
+    """A vocabulary without the unknown character: text outside it is a clear error in
+    perplexity_eval.py and sample.py on the export, as on the checkpoint, not a traceback."""
+    import subprocess
+    import sys
+    from tokenizer import CharTokenizer
+    chars = CharTokenizer.build("abcdefghijklmnopqrstuvwxyz .\n")
+    model = tiny('kron', vocab_size=chars.vocab_size, block_size=32)
+    ckpt = tmp_path / 'c.pt'
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config), 'vocab': chars.to_meta()}, ckpt)
+    run = lambda *a: subprocess.run([sys.executable, *map(str, a)], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
+    for flags in ([], ['--factored']):
+        out = tmp_path / f"hf{''.join(flags)}"
+        assert run('krony_to_gpt.py', ckpt, out, *flags).returncode == 0
+        (tmp_path / 'w.txt').write_text("the cat sat. The End", encoding='utf-8')
+        for argv in (['perplexity_eval.py', out, '--text_file', tmp_path / 'w.txt'],
+                     ['sample.py', out, '--prompt=The End', '--max_new_tokens=3']):
+            res = run(*argv)
+            assert_one_line_error(res.returncode, res.stderr, ["outside the model's vocabulary", "'E'"])
+
+
+def test_kron_decompose_reads_a_factored_export(tmp_path):
+    """kron_decompose.py --from a factored export of a dense model gives the checkpoint it gives
+    from that model's own checkpoint; a Kronecker export is refused as a Kronecker checkpoint is."""
+    import kron_decompose
+    model = tiny('dense')
+    save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, tmp_path / 'd.pt')
+    export(model, tmp_path / 'fact', factored=True)
+    for src in ('d.pt', 'fact'):
+        kron_decompose.main(['8', '16', '2', '--from', str(tmp_path / src), '--out', str(tmp_path / f'{src}.kron.pt')])
+    a, b = (torch.load(tmp_path / f'{s}.kron.pt', weights_only=False) for s in ('d.pt', 'fact'))
+    assert a['model_args'] == b['model_args'] and a['model'].keys() == b['model'].keys()
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    export(tiny('kron'), tmp_path / 'kron_fact', factored=True)
+    with pytest.raises(ValueError, match="mlp='kron'; decompose a dense model"):
+        kron_decompose.main(['8', '16', '1', '--from', str(tmp_path / 'kron_fact'), '--out', str(tmp_path / 'x.pt')])

@@ -99,3 +99,22 @@ def test_with_mlp_resets_every_kinds_fields():
     assert with_mlp(low, 'dense') == GPTConfig(n_embd=64, n_head=4)
     with pytest.raises(ValueError, match='dim_1=0 must divide'):
         with_mlp(low, 'kron')  # a kind's own checks still run
+
+
+@pytest.mark.parametrize('kind', [dict(), dict(mlp='kron', kron_dim1=16, kron_dim2=32, kron_factors=2)])
+def test_kv_cache_continues_the_full_forward(kind):
+    """Positions fed in pieces through a KVCache (a prompt, several tokens at once, one token) give
+    the logits of one forward over the whole sequence; the attention tricks refuse a cache."""
+    from model import KVCache
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=60, n_layer=2, n_head=4, n_embd=32, **kind)).eval()
+    idx = torch.randint(0, 60, (2, 20))
+    cache = KVCache(model.config.n_layer)
+    with torch.no_grad():
+        full = model(idx)[0]
+        pieces = [model.head(model.hidden_states(idx[:, a:b], cache)) for a, b in ((0, 7), (7, 12), (12, 13), (13, 20))]
+    assert len(cache) == 20
+    assert (torch.cat(pieces, 1) - full).abs().max() < 1e-5 and full.abs().max() > 0.1
+    tricky = GPT(GPTConfig(block_size=32, vocab_size=60, n_layer=1, n_head=4, n_embd=32, time_mixing='shift'))
+    with pytest.raises(ValueError, match='without a KV cache'):
+        tricky.hidden_states(idx, KVCache(1))
