@@ -56,12 +56,16 @@ def svd_factors(W, rank):
     return Uf[:, :rank] * root, root[:, None] * Vh[:rank]
 
 
-def lowrank_model(model, rank):
-    """(low-rank GPT, per-matrix relative Frobenius errors) from any GPT of this project."""
-    c = model.config
+def check_rank(c, rank):
     limit = min(c.n_embd, c.mlp_width)
     if not 1 <= rank <= limit:
         raise ValueError(f"rank {rank} must be between 1 and min(n_embd, 4*n_embd) = {limit}")
+
+
+def lowrank_model(model, rank):
+    """(low-rank GPT, per-matrix relative Frobenius errors) from any GPT of this project."""
+    c = model.config
+    check_rank(c, rank)
     errors = []
 
     def factors(name, lin, new_lin):
@@ -81,9 +85,7 @@ def aware_lowrank_model(model, rank, grams, damp=None):
     and the norms that weigh them into totals (w_norm, act_norm)."""
     from calib import DAMP, act_err, aware_lowrank, damped
     c = model.config
-    limit = min(c.n_embd, c.mlp_width)
-    if not 1 <= rank <= limit:
-        raise ValueError(f"rank {rank} must be between 1 and min(n_embd, 4*n_embd) = {limit}")
+    check_rank(c, rank)
     rows = []
 
     def factors(name, lin, new_lin):

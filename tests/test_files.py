@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from checkpoint import load_checkpoint
-from cli_runs import HARNESS
+from cli_runs import HARNESS, assert_one_line_error
 from conftest import ROOT
 from files import atomic_dir, atomic_write, output_lock
 from test_bad_inputs import TINY, save, tiny
@@ -197,11 +197,8 @@ def names(fn):
 def test_refused_cleanly(results, name):
     table, res, d = results
     code, err, changed = res[name]
-    lines = err.strip().splitlines()
-    assert code != 0, err
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    assert table[name][1] in lines[0], (table[name][1], lines[0])
-    assert 'data//' not in lines[0]
+    assert_one_line_error(code, err, [table[name][1]])
+    assert 'data//' not in err
     assert changed == [], changed  # nothing written, replaced or deleted, no lock or temporary file left
 
 
