@@ -145,6 +145,8 @@ def export(model, out_dir, force=False, tok=None, factored=False):
     """Write the HF GPT-2 directory for `model` to out_dir: weights, config and, unless tok is
     None, the tokenizer files (tokenizer.py's GPT2BPE or CharTokenizer). factored: keep the MLP
     matrices as they are, with the code that computes them (FACTORED_CODE) beside the weights."""
+    from transformers.utils import logging
+    logging.disable_progress_bar()  # transformers 5 draws a bar for a one-file save
     hf = to_hf_factored(model) if factored else to_hf(model)
     with atomic_dir(out_dir, force) as tmp:
         hf.save_pretrained(tmp)
