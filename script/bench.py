@@ -37,6 +37,7 @@ run; --keep-freed-memory measures as if the process kept freed memory instead of
 fresh tensors no longer slow the memory-bound ops.
 """
 import argparse
+import contextlib
 import ctypes
 import json
 import multiprocessing
@@ -57,7 +58,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 from checkpoint import save_checkpoint  # noqa: E402
-from files import atomic_write, check_destination  # noqa: E402
+from files import atomic_write, check_destination, output_lock  # noqa: E402
 from kron_decompose import fit_stats, nearest_kron  # noqa: E402
 from factored import KronLinear, MatrixKind, kron_costs, kron_shapes  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
@@ -522,6 +523,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.json:
         check_destination(args.json)  # before minutes of measuring
+    with output_lock(args.json) if args.json else contextlib.nullcontext():
+        bench(args)
+
+
+def bench(args):
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no CUDA GPU; run on CPU with --device cpu")

@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
-from files import atomic_write, check_destination  # noqa: E402
+from files import atomic_write, check_destination, output_lock  # noqa: E402
 from stages import ROOT, Progress, clock, forward_signals, parse_train_log, run_script, wikitext_test_head  # noqa: E402
 
 DATASET = 'wikitext103_valid_char'
@@ -778,6 +778,11 @@ def main(argv=None):
     t_start = time.time()
 
     check_destination(out, force=True, kind='dir')
+    with output_lock(out):  # a second comparison into the same folder fails at once
+        compare(args, s, out, wanted, command, t_start)
+
+
+def compare(args, s, out, wanted, command, t_start):
     t, st = resolved(TEACHER, s['teacher']), resolved(STUDENT, s['student'])
     s.update(n_embd=t['n_embd'], n_layer=t['n_layer'], block_size=t['block_size'], teacher_iters=t['max_iters'],
              teacher_lr=t['learning_rate'], student_iters=st['max_iters'], student_tokens=st['batch_size'] * st['block_size'])

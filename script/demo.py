@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cli  # noqa: E402
-from files import check_destination  # noqa: E402
+from files import check_destination, output_lock  # noqa: E402
 from stages import ROOT, clock, run_script, wikitext_test_head  # noqa: E402
 
 # train.py overrides of the quick smoke run (the full run uses the config files as they are)
@@ -73,6 +73,11 @@ def main():
     s = QUICK if args.quick else FULL
     out = os.path.abspath(args.out_dir or os.path.join(ROOT, 'out', 'demo_quick' if args.quick else 'demo'))
     check_destination(out, kind='dir')
+    with output_lock(out):  # a second demo into the same folder fails at once
+        demo(args, s, out)
+
+
+def demo(args, s, out):
     logs = os.path.join(out, 'logs')
     os.makedirs(logs, exist_ok=True)
     d = s['n_embd']

@@ -53,7 +53,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'script'))
 import cli  # noqa: E402
 import factored  # noqa: E402
-from files import check_destination  # noqa: E402
+from files import check_destination, output_lock  # noqa: E402
 from bench import (GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, kron_paths,  # noqa: E402
                    model_config)
 from checkpoint import save_checkpoint  # noqa: E402
@@ -481,6 +481,11 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run the checks; returns the exit status (1 if any check failed or raised)."""
     args = parse_args(argv)
+    with output_lock(args.out):
+        return check(args, argv)
+
+
+def check(args, argv):
     device, dry = args.device, args.device.type == 'cpu'
     sizes = DRY if dry else FULL
     if dry:

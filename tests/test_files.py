@@ -79,7 +79,8 @@ def workspace(d):
 
 
 # outputs that another writer holds while the cases run (the test process takes their locks)
-LOCKED = ('locked/k.pt', 'locked/c.pt', 'locked/hf', 'locked/r.json', 'locked/run')
+LOCKED = ('locked/k.pt', 'locked/c.pt', 'locked/hf', 'locked/r.json', 'locked/run', 'locked/demo',
+          'locked/compare', 'locked/bench.json', 'locked/gpu')
 
 
 def cases(d):
@@ -118,6 +119,14 @@ def cases(d):
         'eval_json_being_written': (['perplexity_eval.py', g, '--text_file', d / 'text.txt', '--json', d / LOCKED[3]],
                                     'being written by another process (pid'),
         'train_out_dir_being_written': ([*TINY, f"--dataset={d / 'chars'}", f"--out_dir={d / LOCKED[4]}"],
+                                        'being written by another process (pid'),
+        'demo_out_dir_being_written': (['script/demo.py', '--quick', '--out_dir', d / LOCKED[5]],
+                                       'being written by another process (pid'),
+        'compare_out_being_written': (['script/compare.py', '--quick', '--out', d / LOCKED[6]],
+                                      'being written by another process (pid'),
+        'bench_json_being_written': (['script/bench.py', '--quick', '--json', d / LOCKED[7]],
+                                     'being written by another process (pid'),
+        'gpu_check_out_being_written': (['script/gpu_check.py', '--device', 'cpu', '--out', d / LOCKED[8]],
                                         'being written by another process (pid'),
         # 4. vocabularies: a checkpoint whose tokens do not fit the dataset
         'train_char_checkpoint_on_bpe_data': ([*TINY, f"--dataset={d / 'bpe'}", f"--out_dir={d / 'new_run'}",
