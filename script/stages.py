@@ -30,6 +30,7 @@ INRANK_RE = re.compile(r'^inrank (\d+) \| (.*)$', re.M)
 
 
 RUNNING = set()  # the stages' processes now running
+STARTING = []  # one entry per stage between Popen and RUNNING: a signal then must not orphan it
 STOP = []  # the signal that asked this process to stop, once one came
 
 
@@ -39,9 +40,10 @@ def forward_signals():
     threads calls it once itself."""
     def on_signal(signum, frame):
         STOP.append(signal.Signals(signum).name)
-        if not RUNNING:
+        if not RUNNING and not STARTING:
             raise KeyboardInterrupt
         for proc in list(RUNNING):
+            proc.signalled = True
             proc.send_signal(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,9 +66,15 @@ def run_script(args, log_path, threads=None, echo=None):
         log.write('python ' + ' '.join(map(str, args)) + '\n')
         log.flush()
         # in a session of its own, so that a Ctrl-C in the terminal reaches the stage once, from here
-        proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        RUNNING.add(proc)
+        STARTING.append(args)
+        try:
+            proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            RUNNING.add(proc)
+        finally:
+            STARTING.remove(args)
+        if STOP and not getattr(proc, 'signalled', False):  # a signal came while it started: pass it on
+            proc.send_signal(getattr(signal, STOP[0]))
         try:
             lines = []
             for line in proc.stdout:

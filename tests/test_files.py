@@ -372,6 +372,33 @@ def test_sigterm_to_the_demo_leaves_no_stage_running(tmp_path):
     assert '[decompose]' not in out and not (tmp_path / 'student').exists()  # no stage after it
 
 
+
+def test_a_signal_while_a_stage_starts_still_reaches_it(tmp_path, monkeypatch):
+    # SIGTERM lands after the stage's process exists but before run_script has registered it
+    sys.path.insert(0, os.path.join(ROOT, 'script'))
+    import stages
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return proc
+
+    monkeypatch.setattr(stages.subprocess, 'Popen', popen)
+    stage = tmp_path / 'stage.py'
+    stage.write_text("import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.time()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stages.run_script([stage], tmp_path / 'stage.log')
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        stages.STOP.clear()
+    assert time.time() - t0 < 60  # the stage got the signal: it did not sleep its 120 s
+    assert not stages.RUNNING and not stages.STARTING
+
 if __name__ == '__main__':
     # the table of these cases as they run on this commit: PYTHONPATH=. python tests/test_files.py
     import tempfile
