@@ -50,14 +50,18 @@ SHAPES = [((3, 4), (2, 3)), ((4, 2), (3, 5)), ((6, 5), (1, 4)), ((2, 6), (4, 1))
 
 # ---------------------------------------------------------------- the Kronecker fit
 
+def random_W(a_shape, b_shape, n_factors, gen):
+    (m1, n1), (m2, n2) = a_shape, b_shape
+    assert n_factors <= min(m1 * n1, m2 * n2)  # every shape in SHAPES has room for the factors asked
+    return torch.randn(m1 * m2, n1 * n2, generator=gen, dtype=torch.float64)
+
+
 @pytest.mark.parametrize('a_shape,b_shape', SHAPES)
 @pytest.mark.parametrize('n_factors', [1, 2])
 def test_equals_van_loan_when_C_is_the_identity(a_shape, b_shape, n_factors):
     gen = torch.Generator().manual_seed(0)
-    (m1, n1), (m2, n2) = a_shape, b_shape
-    if n_factors > min(m1 * n1, m2 * n2):
-        pytest.skip('beyond the rank bound')
-    W = torch.randn(m1 * m2, n1 * n2, generator=gen, dtype=torch.float64)
+    (m1, _), (m2, _) = a_shape, b_shape
+    W = random_W(a_shape, b_shape, n_factors, gen)
     A0, B0, _, _ = nearest_kron(W, a_shape, n_factors)
     for scale in (1.0, 7.3):  # any multiple of I whitens to the same problem
         C = scale * torch.eye(m1 * m2, dtype=torch.float64)
@@ -120,10 +124,8 @@ def test_objective_without_the_dense_matrix():
 @pytest.mark.parametrize('n_factors', [1, 2])
 def test_als_never_increases_and_ends_stationary(a_shape, b_shape, n_factors):
     gen = torch.Generator().manual_seed(3)
-    (m1, n1), (m2, n2) = a_shape, b_shape
-    if n_factors > min(m1 * n1, m2 * n2):
-        pytest.skip('beyond the rank bound')
-    W = torch.randn(m1 * m2, n1 * n2, generator=gen, dtype=torch.float64)
+    (m1, _), (m2, _) = a_shape, b_shape
+    W = random_W(a_shape, b_shape, n_factors, gen)
     X = correlated_X(60, m1 * m2, gen)
     C = X.T @ X  # no Kronecker structure
     A = torch.randn(n_factors, *a_shape, generator=gen, dtype=torch.float64)
