@@ -60,20 +60,22 @@ from stages import ROOT, Progress, clock, forward_signals, parse_train_log, run_
 DATASET = 'wikitext103_valid_char'
 
 TEACHER, STUDENT = 'config/mini_teacher.py', 'config/mini_student.py'
-# the rows of the default run: the 81M-like Van Loan inits (with and without normalisation, with
-# scalars), VL vs prune at the 96M-like shape, low-rank and truncation at the 81M-like size, the
-# distillation factor, and dense from scratch. Left out so that the run fits about 120 minutes on
-# 2 cores (each row costs 3 grid runs and one per other teacher; available with --only): random
-# factors, the factor-count rows f1/f2/f4, the normalised 96M-like rows and InRank.
-DEFAULT_ROWS = ('vl', 'vl_norm', 'vl_norm_scalers', 'vl96', 'prune96', 'lowrank', 'truncate',
+# the rows of the default run: the 81M-like Van Loan inits (with and without normalisation), the
+# activation-aware fit and the reordered hidden units on top of VL + normalisation, VL vs prune at
+# the 96M-like shape, low-rank and truncation at the 81M-like size, the distillation factor, and
+# dense from scratch. Left out so that the run fits about 120 minutes on 2 cores (each row costs 3
+# grid runs and one per other teacher; available with --only): learnable scalars, random factors,
+# the factor-count rows f1/f2/f4, the normalised 96M-like rows, the activation-aware fit with
+# reordering, the activation-aware low-rank fit and InRank.
+DEFAULT_ROWS = ('vl', 'vl_norm', 'vl_norm_calib', 'vl_norm_perm', 'vl96', 'prune96', 'lowrank', 'truncate',
                 'vl_norm_kd', 'lowrank_kd', 'truncate_kd', 'scratch')
 # fixed before the first run: the teachers' seeds, the learning-rate grid, the longer check's
-# factor, the test text, InRank's ranks; the models and schedules are the two config files'.
+# factor, the test text, the calibration tokens, InRank's ranks; the models and schedules are the two config files'.
 # --quick shrinks everything to a smoke test.
 SETTINGS = {
     'default': dict(teachers=(0, 1, 2), lr_grid=(1e-3, 3e-3, 1e-2), long_factor=4, test_chars=200_000,
-                    inrank_init_modes=2, inrank_buffer_modes=12, teacher=[], student=[]),
-    'quick': dict(teachers=(0, 1), lr_grid=(1e-3, 1e-2), long_factor=2, test_chars=3_000,
+                    calib_tokens=16384, inrank_init_modes=2, inrank_buffer_modes=12, teacher=[], student=[]),
+    'quick': dict(teachers=(0, 1), lr_grid=(1e-3, 1e-2), long_factor=2, test_chars=3_000, calib_tokens=2048,
                   inrank_init_modes=2, inrank_buffer_modes=2,
                   teacher=['--n_layer=2', '--n_head=2', '--n_embd=24', '--block_size=32', '--batch_size=4',
                            '--max_iters=12', '--lr_decay_iters=12', '--warmup_iters=2', '--eval_interval=6',
@@ -122,11 +124,16 @@ def variants(s):
 
     def kron(dims, factors, *flags):
         return [('kron_decompose.py', [*dims, factors, *flags])]
+    # activation-aware fits calibrate on the students' training text (calib.py holds out 1 in 5)
+    calib = ['--calib', s.get('dataset', DATASET), '--calib_tokens', s.get('calib_tokens', 0)]
 
     table = {
         'vl': ('81M-like VL', kron(k81, 1, '--no-normalize'), {}),
         'vl_norm': ('81M-like VL + normalisation', kron(k81, 1), {}),
         'vl_norm_scalers': ('81M-like VL + norm. + scalars', kron(k81, 1, '--scalers'), {}),
+        'vl_norm_calib': ('81M-like activation-aware VL + norm.', kron(k81, 1, *calib), {}),
+        'vl_norm_perm': ('81M-like VL + norm., reordered units', kron(k81, 1, '--permute'), {}),
+        'vl_norm_calib_perm': ('81M-like act.-aware VL + norm., reordered', kron(k81, 1, *calib, '--permute'), {}),
         'random': ('81M-like random factors', kron(k81, 1, '--init', 'random'), {}),
         'vl96': ('96M-like VL', kron(k96, 1, '--no-normalize'), {}),
         'vl96_norm': ('96M-like VL + normalisation', kron(k96, 1), {}),
@@ -136,6 +143,7 @@ def variants(s):
         'f2': ('80M-2-like, 2 factors (+ scalars)', kron(k80, 2, '--scalers'), {}),
         'f4': ('80M-2-like, 4 factors (+ scalars)', kron(k80, 4, '--scalers'), {}),
         'lowrank': (f'low-rank SVD, rank {rank}', [('compress.py', ['lowrank', rank])], {}),
+        'lowrank_calib': (f'activation-aware low-rank, rank {rank}', [('compress.py', ['lowrank', rank, *calib])], {}),
         'truncate': ('half the layers', [('compress.py', ['truncate'])], {}),
         'inrank': ('InRank from scratch', None, {}),
         'scratch': ('dense from scratch', None, {}),
@@ -158,6 +166,10 @@ CLAIMS = [
     ('Kronecker beats low-rank SVD at equal size', [('vl_norm', 'lowrank'), ('vl_norm_kd', 'lowrank_kd')], 'better'),
     ('Kronecker beats truncation (DistilGPT2) at equal size',
      [('vl_norm', 'truncate'), ('vl_norm_kd', 'truncate_kd')], 'better'),
+    ('data-aware init beats Van Loan (and plain SVD)',
+     [('vl_norm_calib', 'vl_norm'), ('vl_norm_calib_perm', 'vl_norm_perm'), ('lowrank_calib', 'lowrank')], 'better'),
+    ('the free reordering of hidden units helps',
+     [('vl_norm_perm', 'vl_norm'), ('vl_norm_calib_perm', 'vl_norm_calib')], 'better'),
     ('distillation gives the Kronecker student no gain', [('vl_norm_kd', 'vl_norm')], 'equal'),
     ('initialising from the teacher beats training from scratch',
      [('vl_norm', 'scratch'), ('vl_norm', 'inrank')], 'better'),
@@ -165,7 +177,8 @@ CLAIMS = [
 # the distillation factor: each compressed student with its loss against without
 DISTIL_PAIRS = [('vl_norm_kd', 'vl_norm'), ('lowrank_kd', 'lowrank'), ('truncate_kd', 'truncate')]
 # the longer check: the best of these (validation, first teacher) and the two other methods
-LONG_KRON, LONG_OTHERS = ('vl', 'vl_norm', 'vl_norm_scalers', 'vl_norm_kd'), ('lowrank', 'truncate_kd')
+LONG_KRON = ('vl', 'vl_norm', 'vl_norm_scalers', 'vl_norm_calib', 'vl_norm_perm', 'vl_norm_calib_perm', 'vl_norm_kd')
+LONG_OTHERS = ('lowrank', 'truncate_kd')
 ALPHA = 0.05          # family-wise error of each table (Holm)
 EQUAL_MARGIN = 0.01   # bits/byte: an 'equal' claim holds when the 95% interval lies within +-this
 
@@ -579,9 +592,11 @@ def plot_curves(res, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     table, runs = variants(res['settings']), res['runs']
-    groups = [('Kronecker inits and shapes', ['vl', 'vl_norm', 'vl_norm_scalers', 'random', 'vl96', 'vl96_norm',
+    groups = [('Kronecker inits and shapes', ['vl', 'vl_norm', 'vl_norm_scalers', 'vl_norm_calib', 'vl_norm_perm',
+                                              'vl_norm_calib_perm', 'random', 'vl96', 'vl96_norm',
                                               'prune96', 'prune96_norm', 'f1', 'f2', 'f4']),
-              ('equal size: Kronecker, low-rank, truncation; scratch', ['vl_norm', 'lowrank', 'truncate', 'scratch', 'inrank']),
+              ('equal size: Kronecker, low-rank, truncation; scratch',
+               ['vl_norm', 'lowrank', 'lowrank_calib', 'truncate', 'scratch', 'inrank']),
               ('with distillation', ['vl_norm_kd', 'lowrank_kd', 'truncate_kd'])]
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
     best_teacher = statistics.mean(t['best_val'] for t in res['teachers'])
