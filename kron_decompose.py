@@ -86,7 +86,7 @@ def one_thread():
     """torch on one thread inside the block, for thin matrices: the iteration's products (a few
     columns) and the QR of a long thin rearrangement are memory-bound, the iteration's eigh and QR
     small, so more threads gain little, and on a loaded machine they wait on each other, which
-    made whole solves several times slower (measurements in script/progress.md)."""
+    made whole solves several times slower (measurements in docs/LOG.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
