@@ -25,7 +25,6 @@ import errno
 import fcntl
 import io
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -151,21 +150,6 @@ def _remove_empty(folders):
             os.rmdir(d)
 
 
-def _remove_stale_tmp(path):
-    # earlier versions of this toolkit wrote NAME.tmpPID; remove those whose process is gone
-    folder, base = os.path.split(path)
-    for name in os.listdir(folder or '.'):
-        m = re.fullmatch(re.escape(base) + r'\.tmp(\d+)', name)
-        if m:
-            try:
-                os.kill(int(m.group(1)), 0)
-            except ProcessLookupError:
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
 def _write_error(path, e, what):
     """The one line for a failed write: a full disk said as such (safetensors reports it in its
     own SafetensorError), anything else with its cause."""
@@ -209,7 +193,6 @@ def atomic_write(path, write, mode='wb'):
     try:
         with _interrupts_kept():
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            _remove_stale_tmp(path)
             with open(tmp, mode) as f:
                 write(f)
                 f.flush()

@@ -24,8 +24,6 @@ ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256db
 EOT = 50256
 GPT2_VOCAB = 50257
 UNK = '\ufffd'  # the character that stands for any character outside a character vocabulary
-# where train.py's datasets live (data/<name>/meta.pkl)
-DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
 
 def bpe_files():
@@ -224,9 +222,8 @@ class HFTokenizer:
 
 
 def tokenizer_for(model, ckpt=None, source=None):
-    """The tokenizer a model was trained with: the character vocabulary stored in its checkpoint
-    (or its dataset's meta.pkl under data/, for checkpoints written before vocabularies were
-    stored), the own tokenizer files of the directory `source` (the name or path the model was
+    """The tokenizer a model was trained with: the character vocabulary stored in its checkpoint,
+    the own tokenizer files of the directory `source` (the name or path the model was
     loaded from) when they are not GPT-2's, else GPT-2's BPE for a model with GPT-2's 50,257
     tokens. Raises ValueError when none is known."""
     vocab = model.config.vocab_size
@@ -234,10 +231,6 @@ def tokenizer_for(model, ckpt=None, source=None):
     if ckpt is not None:
         if ckpt.get('vocab'):
             return _checked(CharTokenizer.from_meta(ckpt['vocab'], 'the checkpoint vocabulary'), vocab)
-        dataset = (ckpt.get('config') or {}).get('dataset')
-        meta_path = os.path.join(DATA_ROOT, str(dataset), 'meta.pkl') if dataset else None
-        if meta_path and os.path.isfile(meta_path):
-            return _checked(CharTokenizer.from_meta(read_meta(meta_path), meta_path), vocab)
     if model_dir and any(os.path.isfile(os.path.join(model_dir, n)) for n in ('tokenizer.json', 'vocab.json')):
         chars = char_tokenizer_file(os.path.join(model_dir, 'tokenizer.json'))
         if chars is not None:
