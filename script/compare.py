@@ -60,13 +60,15 @@ from stages import ROOT, Progress, clock, forward_signals, parse_train_log, run_
 DATASET = 'wikitext103_valid_char'
 
 TEACHER, STUDENT = 'config/mini_teacher.py', 'config/mini_student.py'
-# the rows of the default run: Van Loan + normalisation (the paper's 81M init) and its
-# activation-aware fit, low-rank and truncation at the same size, each of the three methods with
-# and without distillation. Left out so that the run fits about 2 hours on 2 cores (each row costs
-# 3 grid runs and one per other teacher; all available with --only): VL without normalisation,
-# the reordered units, the 96M-like VL and prune rows, learnable scalars, random factors, the
-# factor-count rows f1/f2/f4, the activation-aware low-rank fit, dense from scratch and InRank.
-DEFAULT_ROWS = ('vl_norm', 'vl_norm_calib', 'lowrank', 'truncate', 'vl_norm_kd', 'lowrank_kd', 'truncate_kd')
+# the rows of the default run: Van Loan with and without normalisation (the paper's 81M init),
+# the activation-aware fit and the reordered hidden units on top of VL + normalisation, low-rank
+# and truncation at the same size, each of these three methods with and without distillation.
+# Left out so that the run fits about 2 hours on 2 cores (each row costs 3 grid runs and one per
+# other teacher; all available with --only): the 96M-like VL and prune rows, dense from scratch,
+# learnable scalars, random factors, the factor-count rows f1/f2/f4, the activation-aware fit with
+# reordering, the activation-aware low-rank fit and InRank.
+DEFAULT_ROWS = ('vl', 'vl_norm', 'vl_norm_calib', 'vl_norm_perm', 'lowrank', 'truncate',
+                'vl_norm_kd', 'lowrank_kd', 'truncate_kd')
 # fixed before the first run: the teachers' seeds, the learning-rate grid, the longer check's
 # factor, the test text, the calibration tokens, InRank's ranks; the models and schedules are the
 # two config files'.
