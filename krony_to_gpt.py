@@ -96,7 +96,7 @@ def to_hf(model):
 
 
 # the code files of a factored export: the model class and the MLP matrices it imports
-FACTORED_CODE = ('modeling_krony.py', 'factored.py')
+FACTORED_CODE = ('modeling_krony.py', 'factored.py', 'kron_fast.py')
 ATTN_CONV1D = tuple(k for k in HF_CONV1D if k.startswith('attn.'))  # the MLP's own layers keep their layout
 
 

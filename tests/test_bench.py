@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from factored import kron_costs
+from kron_fast import kron_costs
 from model import GPT, GPTConfig
 
 BENCH = os.path.join(ROOT, 'script', 'bench.py')
