@@ -168,7 +168,7 @@ def kron_gram(C, m1):
     Pitsianis); for a positive definite C both factors can be taken positive definite, and the
     sign is chosen so (the pair (-C1, -C2) is the same product)."""
     from kron_decompose import nearest_kron
-    A, B, _, _ = nearest_kron(C, (m1, m1), 1)
+    A, B, _ = nearest_kron(C, (m1, m1), 1)
     C1, C2 = A[0], B[0]
     if C1.trace() < 0:
         C1, C2 = -C1, -C2
@@ -193,7 +193,7 @@ def kron_closed_form(W, a_shape, n_factors, C):
     m1, n1 = a_shape
     Wt, L1, L2 = kron_whiten(W, C, m1)
     m2 = Wt.shape[0] // m1
-    At, Bt, _, _ = nearest_kron(Wt, a_shape, n_factors)
+    At, Bt, _ = nearest_kron(Wt, a_shape, n_factors)
     # A_f = L1^-T A~_f, B_f = L2^-T B~_f: (L1^T (x) L2^T)(A (x) B) = (L1^T A) (x) (L2^T B)
     A = torch.linalg.solve_triangular(L1.T, At.permute(1, 0, 2).reshape(m1, -1), upper=True)
     B = torch.linalg.solve_triangular(L2.T, Bt.permute(1, 0, 2).reshape(m2, -1), upper=True)
@@ -287,7 +287,7 @@ def aware_kron(W, a_shape, n_factors, C, sweeps=ALS_SWEEPS):
     closed = obj(A, B).item()
     # the sweeps start from whichever is better on the objective, the closed form or plain Van
     # Loan (the closed form is only exact for a Kronecker C), so the fit never ends worse than either
-    A0, B0, _, _ = nearest_kron(W, a_shape, n_factors)
+    A0, B0, _ = nearest_kron(W, a_shape, n_factors)
     start = 'closed form'
     if obj(A0, B0).item() < closed:
         A, B, start = A0, B0, 'van loan'

@@ -2,8 +2,24 @@
 The kinds of MLP matrix a GPT can use, one class each, chosen by GPTConfig.mlp.
 
     dense    nn.Linear
-    kron     sum_f s_f * A_f (x) B_f, computed without building the dense matrix (Krony-PT)
-    lowrank  U @ V (a truncated SVD, or InRank's growing rank)
+    kron     W = sum_f s_f A_f (x) B_f (Krony-PT), applied without building W
+    lowrank  W = U @ V (a truncated SVD, or InRank's growing rank)
+
+The Kronecker idea. A (m1, n1) and B (m2, n2) stand for the (m1 m2, n1 n2) matrix whose block
+(i1, j1) is A[i1, j1] * B, that is kron(A, B)[i1*m2 + i2, j1*n2 + j2] = A[i1, j1] * B[i2, j2].
+Multiplying by it never needs the big matrix: read each row of x as an (m1, m2) matrix X, and
+x @ kron(A, B) is A^T X B read row by row:
+
+    x (N, m1 m2) -> X (N, m1, m2) -> A^T X B (N, n1, n2) -> x @ kron(A, B) (N, n1 n2)
+
+For `768 768 1` (the 81M model), c_fc has A (768, 768) and B (1, 4):
+
+    x (N, 768) -> X (N, 768, 1) -> A^T X B (N, 768, 4) -> (N, 3072)
+
+590k parameters instead of 2.4M, and a quarter of the dense multiply-adds. A sum of F products
+(s_f learnable scalars, or 1) fits more of a trained matrix; kron_reference below is the plain
+formula with torch.kron, the one reference every faster route is held to. KronLinear takes the
+fastest of three routes to the same numbers (kron_fast.py, docs/kronecker_layer.md).
 
 Every kind maps (..., in) -> (..., out) as x @ W + b and answers the same small interface, so that
 model.py, the exporter, the compressor, the benchmark and the FLOP count never ask which kind it is:
@@ -30,7 +46,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+try:  # inside a factored Hugging Face export, which transformers imports as a package
+    from .kron_fast import choose_path, fusable, fused_vector_mlp, kron_costs, kron_product
+except ImportError:  # in this project
+    from kron_fast import choose_path, fusable, fused_vector_mlp, kron_costs, kron_product
+
 GELU_APPROXIMATE = 'tanh'  # GPT-2's "gelu_new"; MLP and the fused Kronecker MLP both use it
+
+
+def kron_reference(A, B, scale=None):
+    """W = sum_f s_f kron(A_f, B_f), the (m1 m2, n1 n2) matrix that A (F, m1, n1), B (F, m2, n2)
+    and scale (F,) stand for (scale None: every s_f = 1), built plainly with torch.kron."""
+    if scale is None:
+        return sum(torch.kron(A[f], B[f]) for f in range(A.shape[0]))
+    return sum(scale[f] * torch.kron(A[f], B[f]) for f in range(A.shape[0]))
+
 
 KINDS = {}  # name -> class
 
@@ -120,68 +150,10 @@ def kron_shapes(config):
     return fc, proj
 
 
-KRON_PATHS = ('dense', 'a_first', 'b_first')  # the ways KronLinear can compute x @ W
-
-
-def kron_costs(m1, n1, m2, n2, n_factors, n_tokens):
-    """Multiply-adds of x @ sum_f A_f (x) B_f on each path (A: m1 x n1, B: m2 x n2).
-    With X the input reshaped to (N, m1, m2), the output is A^T X B: contracting B first costs
-    N m1 n2 (m2 + n1), A first N n1 m2 (m1 + n2); 'dense' builds W, then one product."""
-    F_, N = n_factors, n_tokens
-    return {
-        'b_first': N * m1 * n2 * (m2 + n1) * F_,
-        'a_first': N * n1 * m2 * (m1 + n2) * F_,
-        'dense': m1 * n1 * m2 * n2 * F_ + N * m1 * m2 * n1 * n2,
-    }
-
-
-def kron_moves(m1, n1, m2, n2, n_factors, n_tokens, permuted_in=False, permuted_out=False):
-    """Elements each path writes besides its output: the intermediate product, the built weight
-    for 'dense', and the copies of the input and output between kron's feature order and the
-    permuted order the factored products read and write (see KronLinear)."""
-    F_, N = n_factors, n_tokens
-    x_copy = 0 if permuted_in or m2 == 1 else N * m1 * m2
-    y_copy = 0 if permuted_out or n2 == 1 else N * n1 * n2
-    return {
-        'b_first': N * n2 * F_ * m1 + x_copy + y_copy,
-        'a_first': N * m2 * F_ * n1 + x_copy + y_copy,
-        'dense': m1 * n1 * m2 * n2,
-    }
-
-
-# Multiply-adds that writing one element costs, per device kind. A memory-bound pass runs at
-# about 1-7 ns per element on a CPU and a large fp32 matmul at 0.03-0.05 ns per multiply-add; 32
-# is the low end, so the choice departs from the multiply-add count only when a path moves much
-# more memory. cuda's 32 is the CPU's number, not a measurement: script/gpu_check.py times every
-# path on a GPU, reports how far each pick is from the fastest and which value would pick best.
-# One fixed table keeps the choice deterministic: the same shapes always take the same path, so a
-# resumed run is bit-exact.
-MOVE_MACS = {'cpu': 32, 'cuda': 32}
-
-
-class _Transposed(torch.autograd.Function):
-    """x.transpose(1, 2) as a contiguous copy whose gradient is a contiguous copy as well. Plain
-    autograd would hand the gradient back as a strided view, and the batched products that consume
-    it on the way back read such a view several times slower (80M-2's MLP step: 0.82x -> 0.75x of
-    dense, script/bench.py --tables mlp)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.transpose(1, 2).contiguous()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.transpose(1, 2).contiguous()
-
-
-def transposed(x):
-    """(B, P, Q) -> contiguous (B, Q, P); see _Transposed."""
-    return _Transposed.apply(x)
-
-
 @register('kron')
 class KronLinear(MatrixKind):
-    """y = x @ (sum_f s_f A_f (x) B_f) + bias, without building the dense W when that is cheaper.
+    """y = x @ (sum_f s_f A_f (x) B_f) + bias, without building the dense W when that is cheaper:
+    dense_weight is W, forward takes the cheapest of kron_fast's three paths to x @ W + bias.
 
     Feature order: kron(A, B) numbers input features (i1, i2) and outputs (j1, j2), A's index
     first. Both factored paths naturally write the output as (j2, j1) and contracting A first
@@ -244,16 +216,11 @@ class KronLinear(MatrixKind):
         return w.reshape(m1 * m2, n1 * n2)
 
     def path(self, n_tokens, permuted_in=False, permuted_out=False):
-        """The path forward takes for n_tokens rows: fewest multiply-adds plus MOVE_MACS per
-        element moved, on this layer's device kind."""
+        """The path forward takes for n_tokens rows (kron_fast.choose_path: fewest multiply-adds plus
+        the cost of the memory it writes, on this layer's device kind), unless one is pinned."""
         if self.pinned_path is not None:
             return self.pinned_path
-        f, m1, n1, m2, n2 = self.shapes()
-        macs = kron_costs(m1, n1, m2, n2, f, n_tokens)
-        moved = kron_moves(m1, n1, m2, n2, f, n_tokens, permuted_in, permuted_out)
-        per_move = MOVE_MACS.get(self.A.device.type, MOVE_MACS['cpu'])
-        costs = {p: macs[p] + per_move * moved[p] for p in KRON_PATHS}
-        return min(costs, key=costs.get)
+        return choose_path(self.shapes(), n_tokens, self.A.device.type, permuted_in, permuted_out)
 
     def macs(self, n_tokens, permuted_in=False, permuted_out=False):
         f, m1, n1, m2, n2 = self.shapes()
@@ -269,151 +236,32 @@ class KronLinear(MatrixKind):
         return {'permuted_out': True}, {'permuted_in': True}
 
     def fuses_with(self, nxt, n_tokens):
-        """True when self (c_fc) and nxt (c_proj) are computed as one MLP: when B is a row vector in
-        c_fc and a column vector in c_proj (kron dim_1 = n_embd, as in the 81M model) and the cost
-        model picks A first, then B first. The 3,072-wide hidden layer is then the product of
-        768-wide features with the short B vectors, so the MLP can compute it a few hundred rows at
-        a time in cache, GELU included, and recompute it on the way back instead of storing it
-        (see _VectorMiddle)."""
+        """True when self (c_fc) and nxt (c_proj) are computed as one MLP: B a row vector in c_fc
+        and a column vector in c_proj (kron dim_1 = n_embd, as in the 81M model; kron_fast.fusable)
+        and the cost model picking A first, then B first."""
         if not isinstance(nxt, KronLinear):
             return False
-        _, _, n1, m2, n2 = self.shapes()
-        _, pm1, _, pm2, pn2 = nxt.shapes()
-        return ((m2, pn2) == (1, 1) and (pm1, pm2) == (n1, n2)
+        return (fusable(self.shapes(), nxt.shapes())
                 and self.path(n_tokens, permuted_out=True) == 'a_first'
                 and nxt.path(n_tokens, permuted_in=True) == 'b_first')
 
     def fused_mlp(self, nxt, x):
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)
-        N = x.shape[0]
-        if not self.fuses_with(nxt, N):
+        if not self.fuses_with(nxt, x.shape[0]):
             return None
-        f, n, d, _, r = self.shapes()  # c_fc: A (f, n_embd, d), B (f, 1, r); c_proj: A (f', d, n_embd), B (f', r, 1)
-        fp = nxt.shapes()[0]
-        s = x @ self.scaled_A().transpose(0, 1).reshape(n, f * d)  # c_fc's A product, columns (f, j1)
-        b = self.B.permute(2, 1, 0).reshape(r, f)
-        bias = None if self.bias is None else self.bias.view(d, r).t()  # c_fc's bias, (j2, j1)
-        rows = N if x.device.type == 'cuda' else max(1, VECTOR_MIDDLE_ELEMENTS // (r * d))
-        t = _VectorMiddle.apply(s.view(N, f, d), b, bias, nxt.B.reshape(fp, r), rows)
-        a = nxt.scaled_A().reshape(fp * d, n)
-        t = t.view(N, fp * d)
-        y = t @ a if nxt.bias is None else torch.addmm(nxt.bias, t, a)
-        return y.view(*lead, n)
+        y = fused_vector_mlp(x, (self.scaled_A(), self.B, self.bias), (nxt.scaled_A(), nxt.B, nxt.bias),
+                             GELU_APPROXIMATE)
+        return y.view(*lead, nxt.out_features)
 
     def forward(self, x, permuted_in=False, permuted_out=False):
+        """x @ W + bias on the path the cost model picks; the same numbers as
+        x @ kron_reference(A, B, scale) + bias up to rounding (tests/test_factored.py)."""
         lead = x.shape[:-1]
-        x = x.reshape(-1, self.in_features).contiguous()  # the paths below view x
-        N = x.shape[0]
-        f, m1, n1, m2, n2 = self.shapes()
-        path = self.path(N, permuted_in, permuted_out)
-        A, B, bias = self.scaled_A(), self.B, self.bias
-        bias_p = None if bias is None else bias.view(n1, n2).t()  # the bias in permuted order, (n2, n1)
-        if path == 'dense':
-            # W built as (in, out): the sum over factors is one (rows, f) @ (f, cols) product, the
-            # major factor first in the input order asked for; the copy to (in, out) then moves
-            # blocks of the minor factor's columns, forward and backward (building nn.Linear's
-            # (out, in) would transpose everything instead)
-            P, Q = (B, A) if permuted_in else (A, B)
-            w = (P.reshape(f, -1).t() @ Q.reshape(f, -1)).view(*P.shape[1:], *Q.shape[1:])
-            w = w.permute(0, 2, 1, 3) if permuted_in == permuted_out else w.permute(0, 2, 3, 1)
-            w = w.reshape(self.in_features, self.out_features)
-            b = bias_p.reshape(-1) if permuted_out and bias is not None else bias
-            y = x @ w if b is None else torch.addmm(b, x, w)
-            return y.view(*lead, self.out_features)
-        if path == 'b_first':
-            # t[n, j2, f, i1] = sum_i2 B_f[i2, j2] x[n, i1, i2]: a small matrix times each token's
-            # (m2, m1) panel (input in kron order is copied to that layout first: reading it
-            # strided costs more, forward and backward, than the copy)
-            xv = x.view(N, m2, m1) if permuted_in or m2 == 1 else transposed(x.view(N, m1, m2))
-            bc = B.permute(2, 0, 1).reshape(n2 * f, m2)
-            t = torch.bmm(bc.expand(N, n2 * f, m2), xv).view(N * n2, f * m1)
-            # rows (n, j2), columns (f, i1): the large product is one matmul writing (N, n2, n1)
-            a = A.reshape(f * m1, n1)
-            if bias is None:
-                y = t @ a
-            elif n2 == 1:
-                y = torch.addmm(bias, t, a)
-            else:  # accumulate onto the tiled bias instead of adding it in another pass; autocast
-                # does not cast for an in-place op, so its operands take t's dtype as addmm's would.
-                # repeat always copies (expand + reshape is a view of the bias itself for one token,
-                # which addmm_ would then overwrite)
-                y = bias_p.to(t.dtype).repeat(N, 1).addmm_(t, a.to(t.dtype))
-        elif path == 'a_first':
-            # s[n, i2, f, j1] = sum_i1 x[n, i1, i2] A_f[i1, j1]; rows (n, i2) make it one matmul
-            # over all factors (a copy of x only for input in kron order with m2 > 1)
-            xt = x if permuted_in or m2 == 1 else transposed(x.view(N, m1, m2))
-            s = xt.reshape(N * m2, m1) @ A.transpose(0, 1).reshape(m1, f * n1)
-            # y[n] = B'^T (n2, m2*f) @ s[n] (m2*f, n1), bias fused, written as (N, n2, n1)
-            bt = B.permute(2, 1, 0).reshape(n2, m2 * f).expand(N, n2, m2 * f)
-            s = s.view(N, m2 * f, n1)
-            y = torch.bmm(bt, s) if bias is None else torch.baddbmm(bias_p, bt, s)
-        else:
-            raise ValueError(f"unknown Kronecker path {path!r}; one of {KRON_PATHS}")
-        if not permuted_out and n2 > 1:
-            y = transposed(y.view(N, n2, n1))  # back to kron order: one copy of the output
-        return y.reshape(*lead, self.out_features)
-
-
-# Hidden-layer elements the fused MLP computes at a time on CPU (rows x 3,072 for the 81M model: 4
-# MB, in the caches); on a GPU, which caches its memory, the whole batch at once.
-VECTOR_MIDDLE_ELEMENTS = 1 << 20
-
-
-class _VectorMiddle(torch.autograd.Function):
-    """The middle of a Kronecker MLP whose B factors are vectors (KronLinear.fuses_with):
-
-        h[n, k, j] = gelu(sum_f b[k, f] s[n, f, j] + bias[k, j])     k < r, the 3,072 = r x d hidden
-        t[n, g, j] = sum_k c[g, k] h[n, k, j]
-
-    with s = x @ A (c_fc's A product, (N, f, d)) and t what c_proj's A product reads. The hidden
-    layer is built `rows` tokens at a time and never stored: backward recomputes it, which costs
-    one GELU and two tiny products, far less than writing and re-reading it (and than the page
-    faults of allocating 48 MB for it at 4,096 tokens, twice each way). Computes in s's dtype
-    (under autocast, what the products of s gave) and accumulates the factor gradients in at least
-    float32."""
-
-    @staticmethod
-    def hidden(s, b, bias):
-        bb = b.expand(s.shape[0], *b.shape)
-        return torch.bmm(bb, s) if bias is None else torch.baddbmm(bias, bb, s)
-
-    @staticmethod
-    def forward(ctx, s, b, bias, c, rows):
-        N, _, d = s.shape
-        b, c = b.to(s.dtype), c.to(s.dtype)
-        bias = None if bias is None else bias.to(s.dtype)
-        t = s.new_empty(N, c.shape[0], d)
-        for i in range(0, N, rows):
-            h = F.gelu(_VectorMiddle.hidden(s[i:i + rows], b, bias), approximate=GELU_APPROXIMATE)
-            torch.bmm(c.expand(h.shape[0], *c.shape), h, out=t[i:i + rows])
-        ctx.save_for_backward(s, b, bias, c)
-        ctx.rows = rows
-        return t
-
-    @staticmethod
-    def backward(ctx, grad_t):
-        s, b, bias, c = ctx.saved_tensors
-        grad_t = grad_t.contiguous().to(s.dtype)
-        acc = torch.promote_types(s.dtype, torch.float32)
-        grad_s = torch.empty_like(s)
-        grad_b = torch.zeros(b.shape, dtype=acc, device=s.device)
-        grad_c = torch.zeros(c.shape, dtype=acc, device=s.device)
-        grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=acc, device=s.device)
-        bT, cT = b.t(), c.t()
-        for i in range(0, s.shape[0], ctx.rows):
-            sc, gc = s[i:i + ctx.rows], grad_t[i:i + ctx.rows]
-            R = sc.shape[0]
-            pre = _VectorMiddle.hidden(sc, b, bias)
-            h = F.gelu(pre, approximate=GELU_APPROXIMATE)
-            grad_c += torch.bmm(gc, h.transpose(1, 2)).sum(0)
-            grad_pre = torch.ops.aten.gelu_backward(torch.bmm(cT.expand(R, *cT.shape), gc), pre,
-                                                    approximate=GELU_APPROXIMATE)
-            if grad_bias is not None:
-                grad_bias += grad_pre.sum(0)
-            grad_b += torch.bmm(grad_pre, sc.transpose(1, 2)).sum(0)
-            torch.bmm(bT.expand(R, *bT.shape), grad_pre, out=grad_s[i:i + R])
-        return grad_s, grad_b, grad_bias, grad_c, None
+        x = x.reshape(-1, self.in_features).contiguous()  # the paths view x
+        path = self.path(x.shape[0], permuted_in, permuted_out)
+        y = kron_product(x, self.scaled_A(), self.B, self.bias, path, permuted_in, permuted_out)
+        return y.view(*lead, self.out_features)
 
 
 # -----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ Inits: `vl` the Frobenius-nearest sum of N_FACTORS Kronecker products (Van Loan 
 `random` N(0, 0.02) factors as a baseline. With normalisation (paper section III-E) the result is
 rescaled by alpha = ||W||_F / ||W_hat||_F so it keeps W's norm: folded into A_f, or, with --scalers,
 the starting value of every s_f. Writes checks/kron_{DIM_1}_{DIM_2}_{N_FACTORS}_{init}[_nonorm][_scalers].pt
-(override with --out; an existing file is replaced only with --force), a checkpoint that train.py starts from (init_from=PATH) and
-model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
+(override with --out; an existing file is replaced only with --force), a checkpoint that train.py
+starts from (init_from=PATH) and model.load_model loads. Everything but the MLP weight matrices (attention, embeddings, LayerNorms,
 MLP biases) is copied from the source. It also prints how much Kronecker structure each matrix has at
 the shapes asked for (structure_diagnostics), whatever the init.
 With --calib (vl) each matrix is fitted to the activations it receives on training text rather
@@ -47,6 +47,24 @@ from reorder import ROUNDS, model_orders, permute_grams, permute_hidden
 INITS = ('vl', 'prune', 'random')
 
 
+def nearest_kron(W, a_shape, n_factors):
+    """Frobenius-nearest sum of n_factors Kronecker products to W (Van Loan & Pitsianis 1993).
+
+    rearrange(W) moves W's entries so that A (x) B becomes the rank-one vec(A) vec(B)^T; moving
+    entries keeps Frobenius distances, so the nearest sum of F products is the nearest rank-F matrix
+    to rearrange(W): its F leading singular triplets (Eckart-Young), each side scaled by
+    sqrt(sigma_f). Returns A (F, m1, n1), B (F, m2, n2) and the F leading singular values of
+    rearrange(W), all float64. The error is ||W - sum A_f (x) B_f||_F = sqrt(||W||_F^2 - sum_f sigma_f^2)."""
+    m1, n1 = a_shape
+    m2, n2 = factor_shapes(W, a_shape, n_factors)
+    R = rearrange(W.detach().to(torch.float64), a_shape)
+    U, S, Vh = leading_svd(R, n_factors)
+    root = S.sqrt()
+    A = (U * root).T.reshape(n_factors, m1, n1)
+    B = (Vh * root[:, None]).reshape(n_factors, m2, n2)
+    return A.contiguous(), B.contiguous(), S
+
+
 def rearrange(W, a_shape):
     """R such that W = sum_f A_f (x) B_f  <=>  R = sum_f vec(A_f) vec(B_f)^T (Van Loan & Pitsianis):
     the (m2 x n2) block (i1, j1) of W, read row by row, becomes row i1*n1 + j1 of R.
@@ -69,135 +87,38 @@ def factor_shapes(W, a_shape, n_factors):
     return m2, n2
 
 
-# the iterative solver: residual tolerance relative to sigma_1^2 (float64 reaches about 1e-14), the
-# smallest gap sigma_F - sigma_{F+1} (relative to sigma_1) whose vectors it trusts (their error is
-# about tolerance / gap = 1e-6), extra vectors per block (they speed convergence where the leading
-# values are close), and the share of the smaller side past which the full SVD is cheaper than
-# growing the Krylov basis further
-KRYLOV_TOL = 1e-10
-KRYLOV_MIN_GAP = 1e-4
-KRYLOV_EXTRA = 4
-KRYLOV_BUDGET = 1 / 2
-SOLVERS = ('auto', 'svd')
+def leading_svd(R, k):
+    """(U (p, k), S (k,), Vh (k, q)): the k leading singular triplets of R from LAPACK's full SVD.
+    A long thin R (the paper's shapes but 67M: 768 768 rearranges to 589824 x 4) is reduced by a
+    QR first, half the time of the SVD of R and as stable; its transpose likewise."""
+    # the full SVD even where few triplets are kept: an iterative solver for them saved about 9 s
+    # over the 24 matrices of the 67M shape alone, whose run computes all singular values of the
+    # same matrices anyway (structure_diagnostics); measurements in docs/LOG.md
+    p, q = R.shape
+    if p > 2 * q:
+        with one_thread():  # thin, so memory-bound: more threads gain little
+            Q, T = torch.linalg.qr(R)  # (p, q), (q, q)
+            U, S, Vh = torch.linalg.svd(T)
+            return Q @ U[:, :k], S[:k], Vh[:k]
+    if q > 2 * p:
+        U, S, Vh = leading_svd(R.T, k)
+        return Vh.T, S, U.T
+    U, S, Vh = torch.linalg.svd(R, full_matrices=False)
+    return U[:, :k], S[:k], Vh[:k]
 
 
 @contextmanager
 def one_thread():
-    """torch on one thread inside the block, for thin matrices: the iteration's products (a few
-    columns) and the QR of a long thin rearrangement are memory-bound, the iteration's eigh and QR
-    small, so more threads gain little, and on a loaded machine they wait on each other, which
-    made whole solves several times slower (measurements in docs/LOG.md)."""
+    """torch on one thread inside the block, for memory-bound or small steps (the QR of a long thin
+    matrix here, calib.py's and reorder.py's small systems): more threads gain little, and on a
+    loaded machine they wait on each other, which made whole solves several times slower
+    (measurements in docs/LOG.md)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def exact_svd(R, k):
-    """(U (p, k), S (k,), Vh (k, q)) from LAPACK's full SVD of R; a long thin R is reduced by a QR
-    first (half the time of the SVD of R, the same stability), its transpose likewise."""
-    p, q = R.shape
-    if p > 2 * q:
-        with one_thread():  # thin, so memory-bound like the iteration
-            Q, T = torch.linalg.qr(R)  # (p, q), (q, q)
-            U, S, Vh = torch.linalg.svd(T)
-            return Q @ U[:, :k], S[:k], Vh[:k]
-    if q > 2 * p:
-        U, S, Vh = exact_svd(R.T, k)
-        return Vh.T, S, U.T
-    U, S, Vh = torch.linalg.svd(R, full_matrices=False)
-    return U[:, :k], S[:k], Vh[:k]
-
-
-def krylov_svd(R, k, seed=0):
-    """The k leading singular triplets of R as (U, S, Vh) by block Lanczos on R^T R with full
-    reorthogonalisation and Rayleigh-Ritz, or None where they cannot be trusted: not converged
-    within the budget, or sigma_k - sigma_{k+1} below KRYLOV_MIN_GAP * sigma_1.
-
-    Works on the smaller side (q): the basis V (q, K) grows by a block of b = k + KRYLOV_EXTRA vectors
-    per step, each costing one pass over R and one over R^T. The Ritz pairs of R^T R on span(V)
-    come from the small Gram matrix (R V)^T (R V); they are accepted when ||R^T R v - theta v|| <=
-    KRYLOV_TOL * sigma_1^2 for the k kept and the next one (whose value gives the gap). Ritz values
-    approach from below, and with that residual the error's shortfall against Eckart-Young, about
-    residual^2 / gap, is far below float64's resolution of the error itself. The start block comes
-    from a fixed seed, so the same matrix always gives the same factors."""
-    tall = R.shape[0] >= R.shape[1]
-    M = R if tall else R.T
-    MT = M.T.contiguous()  # R^T's products run about 1.5x faster on a copy than on the view
-    p, q = M.shape
-    b = k + KRYLOV_EXTRA
-    k_max = int(KRYLOV_BUDGET * q) // b * b
-    V = M.new_empty(q, k_max)  # the orthonormal basis
-    Y = M.new_empty(p, k_max)  # R V
-    G = M.new_empty(k_max, k_max)  # (R V)^T (R V)
-    gen = torch.Generator().manual_seed(seed)
-    V[:, :b] = torch.linalg.qr(torch.randn(q, b, generator=gen, dtype=M.dtype).to(M.device))[0]
-    Y[:, :b] = M @ V[:, :b]
-    G[:b, :b] = Y[:, :b].T @ Y[:, :b]
-    K, checked = b, 0
-    while True:
-        # Rayleigh-Ritz whenever the basis has grown by a tenth: O(log K) small eigensolves
-        if K >= 1.1 * checked:
-            checked = K
-            theta, W = torch.linalg.eigh(G[:K, :K])
-            theta, W = theta.flip(0)[:k + 1].clamp_min(0), W.flip(1)[:, :k + 1]
-            v, Mv = V[:, :K] @ W, Y[:, :K] @ W  # Ritz vectors and R v, (q, k+1), (p, k+1)
-            res = (MT @ Mv - v * theta).norm(dim=0)
-            if (res <= KRYLOV_TOL * theta[0]).all():
-                s = theta.sqrt()
-                if s[k - 1] - s[k] < KRYLOV_MIN_GAP * s[0]:
-                    return None
-                U, S, Vh = Mv[:, :k] / s[:k], s[:k], v[:, :k].T
-                return (U, S, Vh) if tall else (Vh.T, S, U.T)
-        if K + b > k_max:
-            return None
-        basis = V[:, :K]
-        Z = MT @ Y[:, K - b:K]
-        # orthogonalised twice (once is not enough in floating point), the second time after the
-        # QR, which also covers a block that has lost rank (R of low rank: the space is exhausted)
-        Z = torch.linalg.qr(Z - basis @ (basis.T @ Z))[0]
-        Z = torch.linalg.qr(Z - basis @ (basis.T @ Z))[0]
-        V[:, K:K + b] = Z
-        Y[:, K:K + b] = M @ Z
-        G[:K + b, K:K + b] = Y[:, :K + b].T @ Y[:, K:K + b]
-        G[K:K + b, :K] = G[:K, K:K + b].T
-        K += b
-
-
-def leading_svd(R, k, solver='auto'):
-    """(U (p, k), S (k,), Vh (k, q), method): the k leading singular triplets of R. solver 'auto'
-    tries krylov_svd where R's smaller side is large enough for it to pay off and falls back to
-    LAPACK's full SVD where it declines; 'svd' always takes the full SVD. method: 'krylov' or 'svd'."""
-    if solver not in SOLVERS:
-        raise ValueError(f"solver {solver!r} is not one of {', '.join(SOLVERS)}")
-    if solver == 'auto' and KRYLOV_BUDGET * min(R.shape) >= 4 * (k + KRYLOV_EXTRA):
-        with one_thread():
-            out = krylov_svd(R, k)
-        if out is not None:
-            return (*out, 'krylov')
-    return (*exact_svd(R, k), 'svd')
-
-
-def nearest_kron(W, a_shape, n_factors, solver='auto'):
-    """Frobenius-nearest sum of n_factors Kronecker products to W (Van Loan & Pitsianis 1993).
-
-    Returns A (F, m1, n1), B (F, m2, n2), the F leading singular values of rearrange(W) (all
-    float64) and the method that found them (leading_svd): the top F singular triplets reshaped,
-    each side scaled by sqrt(sigma_f). The error is ||W - sum A_f (x) B_f||_F =
-    sqrt(||W||_F^2 - sum_f sigma_f^2) (Eckart-Young on the rearrangement). Only the F kept triplets
-    are computed: the paper's shapes rearrange to long thin matrices (768 768: 589824 x 4), whose
-    exact SVD is cheap, or to squarer ones (32 64: 2048 x 1152), where a full SVD would compute
-    over a thousand triplets to keep one."""
-    m1, n1 = a_shape
-    m2, n2 = factor_shapes(W, a_shape, n_factors)
-    R = rearrange(W.detach().to(torch.float64), a_shape)
-    U, S, Vh, method = leading_svd(R, n_factors, solver)
-    root = S.sqrt()
-    A = (U * root).T.reshape(n_factors, m1, n1)
-    B = (Vh * root[:, None]).reshape(n_factors, m2, n2)
-    return A.contiguous(), B.contiguous(), S, method
 
 
 def prune_init(W, a_shape, eps=0.1):
@@ -304,8 +225,7 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
     A_f, or with scalers every s_f starts at alpha (s_f = 1 without normalize). `random` draws
     N(0, 0.02) factors and is never normalised (its alpha would only undo the baseline's scale).
     Stats per matrix: rel_err = ||W - W_hat|| / ||W|| (the Van Loan optimum for vl), kept =
-    ||W_hat|| / ||W||, alpha, rel_err_final of the matrix actually stored (alpha * W_hat), and for
-    vl the solver that found the singular triplets (leading_svd).
+    ||W_hat|| / ||W||, alpha and rel_err_final of the matrix actually stored (alpha * W_hat).
 
     vl only: with grams (calib.mlp_grams of dense_model) each matrix is fitted to its activations
     (calib.aware_kron on the fit Gram matrix, damped by damp); with orders (reorder.model_orders)
@@ -329,19 +249,18 @@ def decompose_model(dense_model, dim1, dim2, n_factors, init='vl', normalize=Tru
     def factors(name, dense_lin, lin):
         W = dense_lin.dense_weight().detach()  # (in, out)
         a_shape = tuple(lin.A.shape[1:])
-        method = None  # the SVD's solver, for vl
         info = None
         if init == 'vl' and grams is not None:
             A, B, info = aware_kron(W, a_shape, n_factors, damped(fit_grams[name]['fit'], damp), sweeps)
         elif init == 'vl':
-            A, B, _, method = nearest_kron(W, a_shape, n_factors)
+            A, B, _ = nearest_kron(W, a_shape, n_factors)
         elif init == 'prune':
             A, B = prune_init(W, a_shape, eps)
         else:
             A = torch.randn(lin.A.shape, generator=gen, dtype=torch.float64) * 0.02
             B = torch.randn(lin.B.shape, generator=gen, dtype=torch.float64) * 0.02
         stat = fit_stats(W, A, B, normalize)
-        stats.append(dict(layer=name, **stat, solver=method))
+        stats.append(dict(layer=name, **stat))
         if grams is not None or orders:
             stats[-1].update(compare_plain(W, A, B, stat['alpha'], originals[name].dense_weight().detach(),
                                            fit_grams and fit_grams[name]['held'], grams and grams[name]['held']))
@@ -360,7 +279,7 @@ def compare_plain(W, A, B, alpha, W_source, C_held=None, C_held_source=None):
     reordering of the hidden units): weight errors, and with the held-out Gram matrices (of W's
     order and of W_source's) the activation errors of the fit, the stored alpha * fit and Van Loan."""
     W, W_source = W.double(), W_source.double()
-    A0, B0, _, _ = nearest_kron(W_source, A.shape[1:], A.shape[0])
+    A0, B0, _ = nearest_kron(W_source, A.shape[1:], A.shape[0])
     out = dict(rel_err_vl=fit_stats(W_source, A0, B0, normalize=False)['rel_err'], w_norm=W.norm().item())
     if C_held is not None:
         W_hat = kron_dense(A.double(), B.double())

@@ -19,8 +19,8 @@ half-written, and a replaced OUT_DIR is removed only once the new one is in plac
 
 --factored keeps the MLP matrices as the checkpoint holds them (A_f, B_f and scalers, or U and V):
 OUT_DIR gets them in model.safetensors, config.json with the MLP's kind and shape and an auto_map,
-and the code that computes them (modeling_krony.py, a GPT2LMHeadModel with factored.py's MLP, and
-factored.py itself), so AutoModelForCausalLM.from_pretrained(OUT_DIR, trust_remote_code=True) loads
+and the code that computes them (modeling_krony.py, a GPT2LMHeadModel with factored.py's MLP,
+factored.py itself and its kron_fast.py), so AutoModelForCausalLM.from_pretrained(OUT_DIR, trust_remote_code=True) loads
 it offline anywhere transformers is installed, and this project's scripts read it directly.
 """
 
@@ -96,7 +96,7 @@ def to_hf(model):
 
 
 # the code files of a factored export: the model class and the MLP matrices it imports
-FACTORED_CODE = ('modeling_krony.py', 'factored.py')
+FACTORED_CODE = ('modeling_krony.py', 'factored.py', 'kron_fast.py')
 ATTN_CONV1D = tuple(k for k in HF_CONV1D if k.startswith('attn.'))  # the MLP's own layers keep their layout
 
 

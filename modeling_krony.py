@@ -8,9 +8,9 @@ low-rank factors or dense, computed by this project's factored.py.
     model = AutoModelForCausalLM.from_pretrained('out/krony-81m', trust_remote_code=True)
     tok = AutoTokenizer.from_pretrained('out/krony-81m')
 
-krony_to_gpt.py --factored copies this file and factored.py into the export, and config.json's
-auto_map points transformers at them, so the directory loads offline in a process that has never
-seen this project. Everything but the MLPs is transformers' own GPT-2 (attention, KV cache,
+krony_to_gpt.py --factored copies this file, factored.py and kron_fast.py into the export, and
+config.json's auto_map points transformers at them, so the directory loads offline in a process
+that has never seen this project. Everything but the MLPs is transformers' own GPT-2 (attention, KV cache,
 generate, save_pretrained, device_map, dtype, ...).
 """
 

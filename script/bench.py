@@ -23,9 +23,6 @@ Tables:
          whole call; beside it the weight bytes each decoding step reads (every weight once, the
          position table aside: the memory-bound limit of decoding) and the size on disk of
          krony_to_gpt.py's --factored export against the folded one
-  decompose  kron_decompose.py's Van Loan fit of every MLP matrix of a random GPT-2-small-shaped
-         model per shape, and of a gpt2-medium-shaped one: the full SVD against the solver it runs
-         (only the kept singular triplets), seconds and the difference of their errors
 
 Timings are medians over --repeats rounds; every round runs each variant once in turn (in reverse
 order every other round), after one warm-up each, and a ratio is the median over rounds of the ratio
@@ -59,8 +56,8 @@ sys.path.insert(0, ROOT)
 import cli  # noqa: E402
 from checkpoint import save_checkpoint  # noqa: E402
 from files import atomic_write, check_destination, output_lock  # noqa: E402
-from kron_decompose import fit_stats, nearest_kron  # noqa: E402
-from factored import KronLinear, MatrixKind, kron_costs, kron_shapes  # noqa: E402
+from factored import KronLinear, MatrixKind, kron_reference, kron_shapes  # noqa: E402
+from kron_fast import kron_costs  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
 
 # (label, dim_1, dim_2, factors): the Krony-PT models of docs/reference.md on GPT-2 small
@@ -71,10 +68,6 @@ GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size
 QUICK_SHAPES = [('81M', 48, 48, 1), ('96M', 24, 192, 1), ('80M-2', 16, 64, 2),
                 ('92M-4', 16, 64, 4), ('67M', 2, 4, 1)]
 QUICK = dict(n_layer=2, n_head=4, n_embd=48, block_size=64, vocab_size=256)
-# the decomposition table's extra case: gpt2-medium's MLP matrices (24 layers, n_embd 1024) with the
-# 81M structure (B of 1x4); --quick: a 64-wide, 3-layer stand-in
-MEDIUM = ('medium', dict(n_layer=24, n_embd=1024), 1024, 1024, 1)
-QUICK_MEDIUM = ('medium', dict(n_layer=3, n_embd=64), 64, 64, 1)
 # models of the train / eval / memory tables: (label, shape label or None for dense, rebuild)
 MODELS = [('dense', None, False), ('81M', '81M', False), ('81M rebuild', '81M', True), ('96M', '96M', False)]
 
@@ -89,8 +82,7 @@ class RebuildKron(MatrixKind):
 
     def forward(self, x):
         k = self.kron
-        A = k.scaled_A()
-        w = sum(torch.kron(A[f], k.B[f]) for f in range(A.shape[0]))  # (in, out)
+        w = kron_reference(k.scaled_A(), k.B)  # (in, out)
         return F.linear(x, w.t(), k.bias)
 
 
@@ -411,48 +403,6 @@ def bench_memory(base, shapes, batch, seq, device, dtype, threads):
     return rows
 
 
-def mlp_matrices(n_layer, n_embd, seed=0):
-    """[(name, W)]: a random GPT-2-shaped model's MLP matrices in x @ W orientation, N(0, 0.02) as
-    GPT's init draws them (c_proj's smaller std would not change a relative error)."""
-    gen = torch.Generator().manual_seed(seed)
-    h = 4 * n_embd
-    return [(f"h.{i}.{name}", torch.randn(*shape, generator=gen) * 0.02)
-            for i in range(n_layer) for name, shape in (('c_fc', (n_embd, h)), ('c_proj', (h, n_embd)))]
-
-
-def bench_decompose(cases, repeats, device):
-    """Rows for the decomposition table: for each case (label, (n_layer, n_embd), dims, factors),
-    nearest_kron of every MLP matrix with the full SVD and with the solver kron_decompose.py runs
-    (leading_svd), the two back to back per matrix in alternating order; a round's time is the sum
-    over the matrices."""
-    rows = []
-    for label, size, d1, d2, f in cases:
-        mats = [(name, W.to(device)) for name, W in mlp_matrices(size['n_layer'], size['n_embd'])]
-        times = {'svd': [0.0] * repeats, 'auto': [0.0] * repeats}
-        errs, methods = {'svd': [], 'auto': []}, []
-        for i, (name, W) in enumerate(mats):
-            a_shape = (d1, d2) if name.endswith('c_fc') else (d2, d1)
-            for r in range(repeats):
-                for solver in ('svd', 'auto') if (i + r) % 2 == 0 else ('auto', 'svd'):
-                    sync(device)
-                    t0 = time.perf_counter()
-                    A, B, _, method = nearest_kron(W, a_shape, f, solver)
-                    sync(device)
-                    times[solver][r] += time.perf_counter() - t0
-                    if r == 0:
-                        errs[solver].append(fit_stats(W, A, B, normalize=False)['rel_err'])
-                        if solver == 'auto':
-                            methods.append(method)
-        rows.append(dict(
-            shape=label, cli=f"{d1} {d2} {f}", n_layer=size['n_layer'], n_embd=size['n_embd'],
-            matrices=len(mats), krylov=methods.count('krylov'),
-            svd_s=statistics.median(times['svd']), new_s=statistics.median(times['auto']),
-            svd_vs_new=ratio(times, 'svd', 'auto'),
-            max_err_diff=max(abs(a / s - 1) for a, s in zip(errs['auto'], errs['svd'])),
-            rel_err_svd=errs['svd'], rel_err_new=errs['auto'], rounds_s=times))
-    return rows
-
-
 # -----------------------------------------------------------------------------
 # printing
 
@@ -477,7 +427,7 @@ def device_name(device):
     return f"{name}, {torch.get_num_threads()} threads"
 
 
-TABLES = ('mlp', 'train', 'eval', 'memory', 'decode', 'decompose')
+TABLES = ('mlp', 'train', 'eval', 'memory', 'decode')
 
 
 def parse_args(argv=None):
@@ -488,7 +438,7 @@ def parse_args(argv=None):
     p.add_argument('--tables', default=','.join(TABLES), help=f"comma-separated subset of {','.join(TABLES)}")
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU (default 2)')
     p.add_argument('--repeats', type=int, default=None,
-                   help="timed rounds (default 11 mlp, 7 train, 9 eval, 5 decode, 1 decompose)")
+                   help="timed rounds (default 11 mlp, 7 train, 9 eval, 5 decode)")
     p.add_argument('--mlp_tokens', type=int, default=None, help='tokens of the MLP table (default 4096)')
     p.add_argument('--batch', type=int, default=None, help='training batch (default 4)')
     p.add_argument('--seq', type=int, default=None, help='training sequence length (default 256)')
@@ -607,21 +557,6 @@ def bench(args):
               [[r['model'], str(r['batch']), f"{r['dense_tokens_per_s']:,.1f}", f"{r['tokens_per_s']:,.1f}",
                 f"{r['vs_dense']:.2f}x", f"{r['bytes_read_vs_dense']:.2f}x", f"{r['disk_bytes'] / 2 ** 20:,.1f}",
                 f"{r['disk_vs_dense']:.2f}x"] for r in rows])
-    if 'decompose' in args.tables:
-        medium = QUICK_MEDIUM if args.quick else MEDIUM
-        cases = [(label, dict(n_layer=base['n_layer'], n_embd=base['n_embd']), d1, d2, f)
-                 for label, d1, d2, f in shapes] + [medium]
-        rows = bench_decompose(cases, rep(1), device)
-        results['decompose'] = rows
-        table(f"decomposition (kron_decompose.py's Van Loan fit, float64) of every MLP matrix of a random "
-              f"GPT-2-shaped model: seconds for all of them, full SVD vs the leading-triplet solver, "
-              f"median of {rep(1)} round(s), the two run back to back per matrix; error difference = "
-              f"max over the matrices of |rel.err(solver) / rel.err(SVD) - 1|",
-              ['model', 'dims', 'layers x n_embd', 'matrices', 'full SVD s', 'solver s', 'SVD / solver',
-               'iterative', 'error difference'],
-              [[r['shape'], f"`{r['cli']}`", f"{r['n_layer']} x {r['n_embd']}", str(r['matrices']),
-                f"{r['svd_s']:.2f}", f"{r['new_s']:.2f}", f"{r['svd_vs_new']:.1f}x",
-                f"{r['krylov']}/{r['matrices']}", f"{r['max_err_diff']:.1e}"] for r in rows])
     if args.json:
         atomic_write(args.json, lambda f: json.dump(results, f, indent=1), mode='w')
 

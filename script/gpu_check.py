@@ -9,12 +9,12 @@ Checks (each passes or fails, except `paths`, a measurement):
   kron   every KronLinear path (dense, a_first, b_first) with each of its four feature orders, and
          the MLP (both layers on one path, and as the cost model chooses, with its permuted hidden
          layer), for the five paper shapes, in fp32 and under bf16 autocast on the device, against
-         a float64 CPU reference built with torch.kron: the output and every gradient within TOL
-         (relative Frobenius error)
+         a float64 CPU reference (factored.kron_reference, built with torch.kron): the output and
+         every gradient within TOL (relative Frobenius error)
   paths  each paper shape's MLP with every pair of paths pinned, forward + backward on a
          training-sized batch and forward alone on an evaluation-sized one, fp32 and bf16: the
          time of each pair, the pair the cost model picks, how much slower it is than the fastest,
-         and the factored.MOVE_MACS value for this device kind that would have picked best
+         and the kron_fast.MOVE_MACS value for this device kind that would have picked best
   bench  script/bench.py --dtype bf16 and --dtype fp32 (mlp, train, eval, memory tables) as
          subprocesses; on CUDA the memory table is torch.cuda.max_memory_allocated
   train  train.py through `torchrun --nproc_per_node=1`, a small Kronecker model on a character
@@ -52,12 +52,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'script'))
 import cli  # noqa: E402
-import factored  # noqa: E402
+import kron_fast  # noqa: E402
 from files import check_destination, output_lock  # noqa: E402
 from bench import (GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, kron_paths,  # noqa: E402
                    model_config)
 from checkpoint import save_checkpoint  # noqa: E402
-from factored import KRON_PATHS, KronLinear  # noqa: E402
+from factored import KronLinear, kron_reference, kron_shapes  # noqa: E402
+from kron_fast import KRON_PATHS  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
 
 CHECKS = ('kron', 'paths', 'bench', 'train', 'ppl')
@@ -107,9 +108,7 @@ def permuted_order(n_a, n_b):
 
 def kron_matrix(p, prefix=''):
     """sum_f s_f kron(A_f, B_f) from a layer's parameters by name: the (in, out) matrix it stands for."""
-    A, B = p[prefix + 'A'], p[prefix + 'B']
-    s = p.get(prefix + 'scale', torch.ones(A.shape[0], dtype=A.dtype))
-    return sum(s[f] * torch.kron(A[f], B[f]) for f in range(A.shape[0]))
+    return kron_reference(p[prefix + 'A'], p[prefix + 'B'], p.get(prefix + 'scale'))
 
 
 def randomize(module, gen):
@@ -154,7 +153,7 @@ def check_kron(sizes, device):
     rows = []
     for label, d1, d2, f in shapes:
         cfg = model_config(base, shapes, label)
-        (a_fc, _), (a_proj, _) = factored.kron_shapes(cfg)
+        (a_fc, _), (a_proj, _) = kron_shapes(cfg)
         for which, (in_f, out_f, a_shape) in (('c_fc', (n, 4 * n, a_fc)), ('c_proj', (4 * n, n, a_proj))):
             lin = randomize(KronLinear(in_f, out_f, a_shape, f, scalers=f > 1).double(), gen)
             (m1, n1), m2, n2 = a_shape, in_f // a_shape[0], out_f // a_shape[1]
@@ -248,16 +247,16 @@ def check_paths(sizes, device):
                 rows.append(dict(shape=label, dtype=dt, mode=mode, tokens=n_tokens, ms=med, pick=pick,
                                  fastest=fastest, pick_vs_fastest=med[pick] / med[fastest]))
     kind = device.type
-    current = factored.MOVE_MACS.get(kind, factored.MOVE_MACS['cpu'])
+    current = kron_fast.MOVE_MACS.get(kind, kron_fast.MOVE_MACS['cpu'])
     scores = {}
     try:
         for v in MOVE_MACS_CANDIDATES:
-            factored.MOVE_MACS[kind] = v
+            kron_fast.MOVE_MACS[kind] = v
             slow = [r['ms'][kron_paths(mlps[r['shape']], r['tokens'])] / r['ms'][r['fastest']]
                     for r in rows]
             scores[v] = math.exp(statistics.fmean(math.log(s) for s in slow))
     finally:
-        factored.MOVE_MACS[kind] = current
+        kron_fast.MOVE_MACS[kind] = current
     # the lowest score; among equal ones the value nearest the current one, so that the choice only
     # moves when a measurement asks for it
     best = min(scores, key=lambda v: (round(scores[v], 3), abs(math.log2(v + 1) - math.log2(current + 1))))

@@ -21,7 +21,7 @@ model_dir, request, result = sys.argv[1:4]
 with open(request) as f:
     req = json.load(f)
 # nothing of the project can be imported here: the export has to carry its own code
-found = [m for m in ('factored', 'model', 'modeling_krony', 'krony_to_gpt') if importlib.util.find_spec(m)]
+found = [m for m in ('factored', 'kron_fast', 'model', 'modeling_krony', 'krony_to_gpt') if importlib.util.find_spec(m)]
 if found:
     sys.exit(f"the project is importable here ({found}); run from outside it without PYTHONPATH")
 

@@ -62,7 +62,7 @@ def test_equals_van_loan_when_C_is_the_identity(a_shape, b_shape, n_factors):
     gen = torch.Generator().manual_seed(0)
     (m1, _), (m2, _) = a_shape, b_shape
     W = random_W(a_shape, b_shape, n_factors, gen)
-    A0, B0, _, _ = nearest_kron(W, a_shape, n_factors)
+    A0, B0, _ = nearest_kron(W, a_shape, n_factors)
     for scale in (1.0, 7.3):  # any multiple of I whitens to the same problem
         C = scale * torch.eye(m1 * m2, dtype=torch.float64)
         A, B = kron_closed_form(W, a_shape, n_factors, C)
@@ -107,7 +107,7 @@ def test_closed_form_is_the_optimum_for_a_kronecker_C(a_shape, b_shape):
         _, _, history = kron_als(W, A, B, C, sweeps=5)
         assert history[-1] >= history[0] * (1 - 1e-9)
         # and it beats plain Van Loan on this objective (C is far from a multiple of I)
-        A0, B0, _, _ = nearest_kron(W, a_shape, n_factors)
+        A0, B0, _ = nearest_kron(W, a_shape, n_factors)
         assert f < objective(W, A0, B0, C).item()
 
 
@@ -150,7 +150,7 @@ def test_aware_fit_beats_van_loan_on_held_out_activations():
     X = correlated_X(400, 24, gen)
     C_fit, C_held = X[:300].T @ X[:300], X[300:].T @ X[300:]
     A, B, info = aware_kron(W, (4, 5), 1, damped(C_fit))
-    A0, B0, _, _ = nearest_kron(W, (4, 5), 1)
+    A0, B0, _ = nearest_kron(W, (4, 5), 1)
     assert act_err(W, kron_dense(A, B), C_held) < act_err(W, kron_dense(A0, B0), C_held)
     assert info['refined'] <= info['closed_form'] + 1e-12
     # act_err is ||X (W - W_hat)|| / ||X W|| computed from X itself

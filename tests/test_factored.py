@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import factored
-from factored import KRON_PATHS, KronLinear, kron_costs, kron_shapes, transposed
+import kron_fast
+from factored import KronLinear, kron_reference, kron_shapes
+from kron_fast import KRON_PATHS, kron_costs, transposed
 from model import GPT, GPTConfig, MLP
 
 # multiply-adds of one factored c_fc per token relative to dense, cheaper order (docs/reference.md)
@@ -14,11 +15,28 @@ MAC_RATIOS = {(768, 768, 1): 0.25, (384, 3072, 1): 0.50, (256, 1024, 2): 0.67, (
               (32, 64, 1): 0.05}
 
 
-def kron_reference(lin):
+def torch_kron_sum(lin):
     """sum_f s_f * torch.kron(A_f, B_f), the (in, out) matrix the layer stands for."""
     s = lin.scale if lin.scale is not None else torch.ones(lin.A.shape[0], dtype=lin.A.dtype)
     return sum(s[f] * torch.kron(lin.A[f], lin.B[f]) for f in range(lin.A.shape[0]))
 
+
+
+@pytest.mark.parametrize('scalers', [False, True])
+def test_kron_reference_and_the_shape_picture(scalers):
+    """factored.kron_reference is the test's torch.kron sum, and x @ W is the module docstring's
+    picture: each row of x as an (m1, m2) matrix X, then A^T X B, read row by row"""
+    lin = KronLinear(12, 20, (3, 4), n_factors=2, scalers=scalers).double()
+    with torch.no_grad():
+        for p in lin.parameters():
+            p.normal_()
+    W = kron_reference(lin.A, lin.B, lin.scale)
+    assert torch.equal(W, torch_kron_sum(lin))
+    x = torch.randn(5, 12, dtype=torch.double)
+    X = x.view(5, 3, 4)  # (N, m1, m2)
+    s = lin.scale if scalers else torch.ones(2, dtype=torch.double)
+    Y = sum(s[f] * lin.A[f].t() @ X @ lin.B[f] for f in range(2))  # (N, n1, n2)
+    torch.testing.assert_close(Y.reshape(5, 20), x @ W, rtol=1e-12, atol=1e-12)
 
 def mlp_paths(mlp, n_tokens):
     """The paths c_fc and c_proj take inside the MLP's forward for n_tokens rows."""
@@ -49,20 +67,20 @@ def test_kron_forward_and_grads_match_torch_kron(path, in_f, out_f, a_shape, fac
     g = torch.randn_like(y)
     grads = torch.autograd.grad((y * g).sum(), [x] + params)
 
-    ref = x @ kron_reference(lin) + lin.bias
+    ref = x @ torch_kron_sum(lin) + lin.bias
     ref_grads = torch.autograd.grad((ref * g).sum(), [x] + params)
     assert y.shape == (3, 5, out_f)
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(lin.dense_weight(), kron_reference(lin))
+    torch.testing.assert_close(lin.dense_weight(), torch_kron_sum(lin))
 
 
 def test_kron_fp32_matches_within_rounding():
     torch.manual_seed(0)
     lin = KronLinear(768, 3072, (768, 768))
     x = torch.randn(64, 768)
-    ref = x.double() @ kron_reference(lin).double() + lin.bias.double()
+    ref = x.double() @ torch_kron_sum(lin).double() + lin.bias.double()
     for path in KRON_PATHS:
         lin.pinned_path = path
         torch.testing.assert_close(lin(x).double(), ref, rtol=1e-4, atol=1e-5)
@@ -103,7 +121,7 @@ def test_kron_accepts_non_contiguous_input(path):
     lin.pinned_path = path
     x = torch.randn(8, 5).t()  # (5, 8), a transposed view
     assert not x.is_contiguous()
-    torch.testing.assert_close(lin(x), x @ kron_reference(lin) + lin.bias)
+    torch.testing.assert_close(lin(x), x @ torch_kron_sum(lin) + lin.bias)
 
 
 # (in, out, A shape, factors): the factor structures of the paper's models, scaled down
@@ -135,7 +153,7 @@ def test_every_path_and_its_gradients_equal_torch_kron(in_f, out_f, a_shape, fac
     lin = random_layer(in_f, out_f, a_shape, factors, bias, path)
     x = torch.randn(2, 3, in_f, dtype=torch.double, requires_grad=True)
     y = lin(x)
-    ref = x @ kron_reference(lin) + (lin.bias if bias else 0)
+    ref = x @ torch_kron_sum(lin) + (lin.bias if bias else 0)
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(y)
     wrt = [x, *lin.parameters()]
@@ -155,7 +173,7 @@ def test_one_token_leaves_the_layer_unchanged(in_f, out_f, a_shape, factors, pat
     with torch.no_grad():
         for _ in range(2):
             y = lin(x, permuted_out=permuted_out)
-    ref = x @ kron_reference(lin) + lin.bias
+    ref = x @ torch_kron_sum(lin) + lin.bias
     if permuted_out:
         ref = ref[..., permuted_order(a_shape[1], out_f // a_shape[1])]
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
@@ -179,7 +197,7 @@ def test_b_major_feature_orders_equal_permuted_torch_kron(in_f, out_f, a_shape, 
     cols = permuted_order(n1, n2) if permuted_out else torch.arange(out_f)
     x = torch.randn(5, in_f, dtype=torch.double, requires_grad=True)
     y = lin(x, permuted_in=permuted_in, permuted_out=permuted_out)
-    ref = x @ kron_reference(lin)[rows][:, cols] + lin.bias[cols]
+    ref = x @ torch_kron_sum(lin)[rows][:, cols] + lin.bias[cols]
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(y)
     wrt = [x, *lin.parameters()]
@@ -203,7 +221,7 @@ def test_every_path_under_bf16_autocast(in_f, out_f, a_shape, factors, path, per
     with torch.autocast('cpu', dtype=torch.bfloat16):
         y = lin(xf, permuted_in=permuted_in, permuted_out=permuted_out)
     assert y.dtype == torch.bfloat16
-    ref = x @ kron_reference(ref_lin)[rows][:, cols] + ref_lin.bias[cols]
+    ref = x @ torch_kron_sum(ref_lin)[rows][:, cols] + ref_lin.bias[cols]
     g = torch.randn_like(ref)
     grads = torch.autograd.grad((y.double() * g).sum(), [xf, *lin.parameters()])
     ref_grads = torch.autograd.grad((ref * g).sum(), [x, *ref_lin.parameters()])
@@ -224,8 +242,8 @@ def test_kron_mlp_equals_dense_mlp_of_its_weights(dims, path):
             p.normal_()
     mlp.c_fc.pinned_path = mlp.c_proj.pinned_path = path
     x = torch.randn(2, 3, 8, dtype=torch.double, requires_grad=True)
-    h = torch.nn.functional.gelu(x @ kron_reference(mlp.c_fc) + mlp.c_fc.bias, approximate='tanh')
-    ref = h @ kron_reference(mlp.c_proj) + mlp.c_proj.bias
+    h = torch.nn.functional.gelu(x @ torch_kron_sum(mlp.c_fc) + mlp.c_fc.bias, approximate='tanh')
+    ref = h @ torch_kron_sum(mlp.c_proj) + mlp.c_proj.bias
     y = mlp(x)
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
     wrt = [x, *mlp.parameters()]
@@ -251,9 +269,9 @@ def vector_b_mlp(dims, bias=True, scalers=False, dtype=torch.double):
 
 
 def dense_mlp_reference(mlp, x):
-    h = torch.nn.functional.gelu(x @ kron_reference(mlp.c_fc) + (0 if mlp.c_fc.bias is None else mlp.c_fc.bias),
+    h = torch.nn.functional.gelu(x @ torch_kron_sum(mlp.c_fc) + (0 if mlp.c_fc.bias is None else mlp.c_fc.bias),
                                  approximate='tanh')
-    return h @ kron_reference(mlp.c_proj) + (0 if mlp.c_proj.bias is None else mlp.c_proj.bias)
+    return h @ torch_kron_sum(mlp.c_proj) + (0 if mlp.c_proj.bias is None else mlp.c_proj.bias)
 
 
 @pytest.mark.parametrize('rows_at_a_time', [1, 3, 1000])  # one, a part that leaves a remainder, all
@@ -265,7 +283,7 @@ def dense_mlp_reference(mlp, x):
 def test_fused_mlp_equals_the_dense_mlp_of_its_weights(dims, bias, scalers, rows_at_a_time, monkeypatch):
     mlp = vector_b_mlp(dims, bias, scalers)
     r, d = mlp.c_fc.shapes()[4], mlp.c_fc.shapes()[2]
-    monkeypatch.setattr(factored, 'VECTOR_MIDDLE_ELEMENTS', rows_at_a_time * r * d)
+    monkeypatch.setattr(kron_fast, 'VECTOR_MIDDLE_ELEMENTS', rows_at_a_time * r * d)
     x = torch.randn(2, 5, 8, dtype=torch.double, requires_grad=True)
     assert mlp.c_fc.fuses_with(mlp.c_proj, 10)
     y, ref = mlp(x), dense_mlp_reference(mlp, x)
@@ -278,7 +296,7 @@ def test_fused_mlp_equals_the_dense_mlp_of_its_weights(dims, bias, scalers, rows
 
 def test_fused_mlp_passes_gradcheck(monkeypatch):
     mlp = vector_b_mlp((8, 4, 2), scalers=True)
-    monkeypatch.setattr(factored, 'VECTOR_MIDDLE_ELEMENTS', 2 * 8 * 2)  # 2 rows at a time, of 3
+    monkeypatch.setattr(kron_fast, 'VECTOR_MIDDLE_ELEMENTS', 2 * 8 * 2)  # 2 rows at a time, of 3
     x = torch.randn(3, 8, dtype=torch.double, requires_grad=True)
     torch.autograd.gradcheck(lambda x, *ps: mlp(x), (x, *mlp.parameters()))
 
@@ -348,7 +366,7 @@ def test_fp32_within_rounding_on_80m2_shape(path):
     lin = KronLinear(768, 3072, (256, 1024), 2)
     lin.pinned_path = path
     x = torch.randn(32, 768)
-    ref = x.double() @ kron_reference(lin).double() + lin.bias.double()
+    ref = x.double() @ torch_kron_sum(lin).double() + lin.bias.double()
     torch.testing.assert_close(lin(x).double(), ref, rtol=1e-4, atol=1e-6)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-import factored
+import kron_fast
 
 sys.path.insert(0, os.path.join(ROOT, 'script'))
 import gpu_check  # noqa: E402
@@ -67,13 +67,13 @@ def test_paths_pick_and_suggestion_agree_with_the_timings(dry):
     _, res = dry
     rows, s = res['paths']['rows'], res['paths']['move_macs']
     assert len(rows) == len(gpu_check.DRY['shapes']) * 2 * 2
-    pairs = {f"{a}/{b}" for a in factored.KRON_PATHS for b in factored.KRON_PATHS}
+    pairs = {f"{a}/{b}" for a in kron_fast.KRON_PATHS for b in kron_fast.KRON_PATHS}
     for r in rows:
         assert set(r['ms']) == pairs and min(r['ms'].values()) > 0
         assert r['fastest'] == min(r['ms'], key=r['ms'].get) and r['pick'] in pairs
         assert r['pick_vs_fastest'] == pytest.approx(r['ms'][r['pick']] / r['ms'][r['fastest']])
     # the current constant's score is the geometric mean of the rows' own pick / fastest
-    assert s['current'] == factored.MOVE_MACS['cpu']
+    assert s['current'] == kron_fast.MOVE_MACS['cpu']
     geo = math.exp(statistics.fmean(math.log(r['pick_vs_fastest']) for r in rows))
     assert s['current_score'] == pytest.approx(geo)
     scores = {int(k): v for k, v in s['scores'].items()}

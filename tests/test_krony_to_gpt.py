@@ -8,7 +8,8 @@ import torch
 
 import tokenizer
 from tokenizer import get_encoding
-from krony_to_gpt import export, to_dense_gpt, to_hf
+from factored import kron_reference
+from krony_to_gpt import FACTORED_CODE, export, to_dense_gpt, to_hf
 from checkpoint import load_model, save_checkpoint
 from model import GPT, GPTConfig, with_mlp
 from cli_runs import CliRuns, assert_one_line_error
@@ -45,8 +46,7 @@ def tiny(kind, seed=0, vocab_size=100, **kw):
 
 
 def kron_ref(lin):
-    s = lin.scale if lin.scale is not None else torch.ones(lin.A.shape[0])
-    return sum(s[f] * torch.kron(lin.A[f], lin.B[f]) for f in range(lin.A.shape[0]))
+    return kron_reference(lin.A, lin.B, lin.scale)
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -258,7 +258,7 @@ def test_factored_export_holds_the_trained_tensors(kind, tmp_path):
     config = json.loads((tmp_path / 'fact' / 'config.json').read_text())
     assert config['model_type'] == 'krony_gpt2' and config['mlp'] == model.config.mlp
     assert config['auto_map']['AutoModelForCausalLM'] == 'modeling_krony.KronyGPT2LMHeadModel'
-    for name in ('modeling_krony.py', 'factored.py'):
+    for name in FACTORED_CODE:
         assert (tmp_path / 'fact' / name).read_text() == open(os.path.join(ROOT, name)).read()
     sd = load_file(tmp_path / 'fact' / 'model.safetensors')
     for name, lin in model.mlp_linears():
@@ -400,7 +400,7 @@ def test_factored_export_directory_is_smaller(tmp_path):
     export(model, tmp_path / 'dense')
     fact, dense = dir_bytes(tmp_path / 'fact'), dir_bytes(tmp_path / 'dense')
     saved = 4 * (GPT(with_mlp(model.config, 'dense')).mlp_params() - model.mlp_params())
-    code = sum(os.path.getsize(os.path.join(ROOT, n)) for n in ('modeling_krony.py', 'factored.py'))
+    code = sum(os.path.getsize(os.path.join(ROOT, n)) for n in FACTORED_CODE)
     assert abs(dense - fact - (saved - code)) < 8192  # config.json and the headers differ a little
     assert fact < 0.6 * dense
 
