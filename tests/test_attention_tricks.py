@@ -1,16 +1,14 @@
-"""minGPT-tuned's time-weighting and time-mixing (model.CausalSelfAttention): each form against an
+"""minGPT-tuned's time-weighting and time-mixing (attention_tricks.py): each form against an
 explicit formula (minGPT-tuned's full matrix, its README's Toeplitz x per-key form with its index
 convention, this project's Toeplitz x per-query form, the fixed and the learned shift), identity
-at initialisation, weight decay, parameter counts, old checkpoints and the HF export's refusal."""
-from dataclasses import asdict
-
+at initialisation, weight decay, parameter counts, unknown forms and the HF export's refusal."""
 import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from checkpoint import model_from_checkpoint
+from attention_tricks import CausalSelfAttention
 from krony_to_gpt import check_representable
-from model import GPT, GPTConfig, CausalSelfAttention
+from model import GPT, GPTConfig
 
 TINY = dict(block_size=32, vocab_size=97, n_layer=2, n_head=4, n_embd=32)
 FORMS = ['full', 'toeplitz', 'toeplitz_query']
@@ -185,21 +183,7 @@ def test_parameter_counts_of_the_forms():
     assert counts['toeplitz'] - base == counts['toeplitz_query'] - base == 3 * 2 * 8 * 128
 
 
-def test_old_checkpoints_with_boolean_tricks_load_as_the_project_forms():
-    assert GPTConfig(time_weighting=True, time_mixing=True).time_weighting == 'toeplitz_query'
-    assert GPTConfig(time_weighting=True, time_mixing=True).time_mixing == 'learned'
-    assert (GPTConfig(time_weighting=False).time_weighting, GPTConfig(time_mixing=False).time_mixing) == ('', '')
-    torch.manual_seed(4)
-    model = GPT(GPTConfig(**TINY, time_weighting='toeplitz_query', time_mixing='learned')).eval()
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if '.time_' in n:
-                p.uniform_(0.2, 1.2)
-    old_args = dict(asdict(model.config), time_weighting=True, time_mixing=True)  # as written before the forms
-    again = model_from_checkpoint({'model': model.state_dict(), 'model_args': old_args}).eval()
-    idx = torch.randint(0, TINY['vocab_size'], (2, 10))
-    with torch.no_grad():
-        assert torch.equal(again(idx)[0], model(idx)[0])
+def test_unknown_forms_are_refused():
     with pytest.raises(ValueError, match="time_weighting='circulant' is not one of"):
         GPTConfig(time_weighting='circulant')
     with pytest.raises(ValueError, match="time_mixing='yes' is not one of"):
