@@ -4,7 +4,7 @@ model without them, with minGPT-tuned's own forms and with this project's forms,
 through train.py with the same data, steps and seed, and each variant's parameter count next to
 the one minGPT-tuned's README reports.
 
-    python script/mingpt_tricks.py               # config/mingpt_tricks.py: 3 x 512, block 128, 150 steps
+    python script/mingpt_tricks.py               # config/baselines/mingpt_tricks.py: 3 x 512, 150 steps
     python script/mingpt_tricks.py --quick       # tiny model, a few steps: a smoke test
     python script/mingpt_tricks.py --max_iters 300 --out out/mingpt_tricks
 
@@ -87,7 +87,7 @@ def main(argv=None):
     rows = []
     for name, (label, tricks, reported) in VARIANTS.items():
         overrides = dict(common, out_dir=os.path.join(out, name), dataset=data, **tricks)
-        log = parse_train_log(run(name, 'train.py', 'config/mingpt_tricks.py',
+        log = parse_train_log(run(name, 'train.py', 'config/baselines/mingpt_tricks.py',
                                   *[f'--{k}={v}' for k, v in overrides.items()]))
         rows.append(dict(name=name, label=label, reported=None if args.quick else reported, **tricks, **log))
     command = 'python script/mingpt_tricks.py' + (' --quick' if args.quick else '') + \

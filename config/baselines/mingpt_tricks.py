@@ -4,7 +4,7 @@
 # --time_weighting=full --time_mixing=shift; its README's lighter weighting --time_weighting=toeplitz;
 # this project's forms --time_weighting=toeplitz_query --time_mixing=learned [--time_mix_init=1.0]
 #   python data/shakespeare_char/prepare.py
-#   python train.py config/mingpt_tricks.py --time_weighting=full --time_mixing=shift
+#   python train.py config/baselines/mingpt_tricks.py --time_weighting=full --time_mixing=shift
 out_dir = 'checks/mingpt_tricks'
 dataset = 'shakespeare_char'
 eval_interval = 150
