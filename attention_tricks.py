@@ -20,9 +20,11 @@ earlier (zero at the first position) before q, k and v are computed: 'shift' is 
 fixed, parameter-free shift; 'learned' mixes the two with a learned share per channel, starting at
 time_mix_init (0: the identity).
 
-Weight decay: minGPT-tuned's forms ('full', 'toeplitz') are decayed towards zero like any weight
-matrix; this project's forms (time_w, time_gamma, time_mix) are never decayed: they start at one
-or at the identity, and decay would pull them towards switching attention off.
+Weight decay follows each form's origin. minGPT-tuned's trainer decays every parameter whose name
+does not contain 'bias', and its forms keep its names: 'full' (time_weighting) and the Toeplitz
+entries of 'toeplitz' (time_weight) are decayed, the per-key factor of 'toeplitz' (time_bias) is
+not. This project's forms (time_w, time_gamma, time_mix) are never decayed: they start at one or
+at the identity, and decay would pull them towards switching attention off.
 
 The parameters sit on the attention module itself (transformer.h.N.attn.time_*), which GPT-2's
 attention never has: GPT.from_pretrained leaves them at their initialisation. No HF GPT-2 export
@@ -39,12 +41,14 @@ import model
 
 TIME_WEIGHTINGS = ('', 'full', 'toeplitz', 'toeplitz_query')
 TIME_MIXINGS = ('', 'shift', 'learned')
+MINGPT_TUNED_NAMES = ('time_weighting', 'time_weight', 'time_bias')  # of 'full' and 'toeplitz'
 
 
 class CausalSelfAttention(model.CausalSelfAttention):
     """GPT-2's attention with time weighting and / or time mixing (the module docstring)."""
 
-    NO_DECAY = ('time_w', 'time_gamma', 'time_mix')  # this project's forms
+    # minGPT-tuned's trainer exempts names containing 'bias'; this project's forms are all exempt
+    NO_DECAY = tuple(n for n in MINGPT_TUNED_NAMES if 'bias' in n) + ('time_w', 'time_gamma', 'time_mix')
 
     @staticmethod
     def check_config(config):

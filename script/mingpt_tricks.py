@@ -10,8 +10,9 @@ the one minGPT-tuned's README reports.
 
 The shape is minGPT-tuned's README setting (3 layers, 8 heads, 512 wide, block 128); it trained
 for 150 epochs (train loss 0.609 with the tricks, 0.685 without), this runs a few hundred
-thousand characters, so it shows the early part of training only. The variants (model.py's
-CausalSelfAttention has the formulas):
+thousand characters, so it shows the early part of training only. Dropout (0.1) and weight decay
+(minGPT-tuned's forms as its trainer decays them) follow minGPT-tuned. The variants
+(attention_tricks.py has the formulas):
   minGPT-tuned  time_weighting='full' + time_mixing='shift': its model, a free T x T weight matrix
                 per head after the softmax and the fixed shift of half the channels
   README form   time_weighting='toeplitz' + 'shift': its README's parameter-saving weighting,
