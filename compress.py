@@ -22,7 +22,7 @@ buffer (read from the checkpoint's train config `inrank_buffer_modes`, or --buff
 --resume_dir DIR it writes DIR/ckpt.pt with stage 1's training state as InRank's stage 2 keeps
 it: the step count (so the learning-rate schedule goes on), the AdamW state with the moments of
 every factor sliced to the kept ranks (inrank.slice_moments), the loss scaler, the data order and
-the RNG states; `python train.py config/inrank_stage2.py` continues it with --init_from=resume.
+the RNG states; `python train.py config/baselines/inrank_stage2.py` continues it with --init_from=resume.
 Without it the output is a fresh model that train.py starts from (init_from=PATH) with a new
 optimizer.
 `truncate`: a shallower model whose block i is the source's block LAYERS[i]; embeddings and the

@@ -4,10 +4,10 @@ MLP matrices W = U V from scratch while their rank grows, then truncate to the r
 train on at that fixed rank.
 
     # stage 1: from scratch, mlp='lowrank' at the maximum rank, ranks grow during training
-    python train.py config/inrank_stage1.py
+    python train.py config/baselines/inrank_stage1.py
     # stage 2: SVD truncation to the rank found, Adam moments sliced, the same run continued
     python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt --resume_dir checks/inrank_stage2
-    python train.py config/inrank_stage2.py
+    python train.py config/baselines/inrank_stage2.py
 
 Only the MLP's two matrices per block are factorised (attention stays dense), as in the paper.
 The model allocates U (in, R) and V (R, out) at InRank's maximum rank R = min(in, out) // 2 and

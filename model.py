@@ -23,8 +23,6 @@ from logits import lm_logits, token_nll
 
 # HF's GPT-2 stores these weights as Conv1D, (in, out); nn.Linear holds (out, in)
 HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
-TIME_WEIGHTINGS = ('', 'full', 'toeplitz', 'toeplitz_query')  # see CausalSelfAttention
-TIME_MIXINGS = ('', 'shift', 'learned')
 
 
 @dataclass
@@ -44,21 +42,14 @@ class GPTConfig:
     kron_scalers: bool = False  # kron: one learnable scalar per factor (paper section III-F)
     lowrank_rank: int = 0       # lowrank: rank of U @ V; 0 means InRank's maximum min(in, out) // 2
     lowrank_init: str = 'gpt2'  # lowrank: 'gpt2' (U ~ N(0, 0.02^2), V ~ N(0, 1/R)) | 'inrank' (InRank's kaiming-uniform)
-    # minGPT-tuned's attention tricks (CausalSelfAttention); '' is off
+    # minGPT-tuned's attention tricks (attention_tricks.py); '' is off
     time_weighting: str = ''    # weights on the attention probabilities: 'full' | 'toeplitz' | 'toeplitz_query'
     time_mixing: str = ''       # half the channels from the previous position: 'shift' (fixed) | 'learned'
     time_mix_init: float = 0.0  # time_mixing='learned': starting share, 0 = identity, 1 = the fixed shift
 
     def __post_init__(self):
-        # model_args written before the tricks had several forms hold booleans; True was the
-        # project's form of each
-        if isinstance(self.time_weighting, bool):
-            self.time_weighting = 'toeplitz_query' if self.time_weighting else ''
-        if isinstance(self.time_mixing, bool):
-            self.time_mixing = 'learned' if self.time_mixing else ''
-        for name, forms in (('time_weighting', TIME_WEIGHTINGS), ('time_mixing', TIME_MIXINGS)):
-            if getattr(self, name) not in forms:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(repr, forms))}")
+        if (self.time_weighting, self.time_mixing) != ('', ''):  # minGPT-tuned's tricks are on
+            attention_class(self).check_config(self)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.mlp not in KINDS:
@@ -82,26 +73,8 @@ def with_mlp(config, mlp, **kind_fields):
 # the transformer
 
 class CausalSelfAttention(nn.Module):
-    """GPT-2's attention, with minGPT-tuned's optional tricks (BlinkDL/minGPT-tuned).
-
-    time_weighting multiplies the attention probabilities, after the softmax and without
-    renormalising, by a learned (n_head, T, T) matrix W, all ones at the start (so attention is
-    unchanged at initialisation). Its forms, with parameters per layer for n_head H, block_size L:
-      'full'            W[h] a free L x L matrix per head: minGPT-tuned's model (H L^2 parameters,
-                        about half of them above the diagonal, where the probabilities are zero)
-      'toeplitz'        W[h, i, j] = w[h, L-1-(i-j)] * b[h, j] for j <= i: the parameter-saving form
-                        of minGPT-tuned's README, a Toeplitz matrix times a factor per key (2 H L)
-      'toeplitz_query'  W[h, i, j] = w[h, i-j] * g[h, i]: this project's form, a factor per query
-                        instead of per key (2 H L)
-    minGPT-tuned's optimizer decays its weighting towards zero like any weight matrix; 'full' and
-    'toeplitz' follow it (GPT.configure_optimizers), 'toeplitz_query' is exempt.
-    time_mixing replaces the first C/2 channels of the attention's input by their value one
-    position earlier (zero at the first position) before q, k and v are computed: 'shift' is
-    minGPT-tuned's fixed, parameter-free shift; 'learned' mixes the two with a learned share per
-    channel, starting at time_mix_init (0: the identity), never decayed.
-    """
-
-    DECAYED = ('time_weighting', 'time_weight', 'time_bias')  # minGPT-tuned's forms, decayed as there
+    """GPT-2's attention. Variants that change how positions are weighed or mixed subclass it
+    (attention_tricks.py) and are chosen by attention_class(config)."""
 
     def __init__(self, config):
         super().__init__()
@@ -111,73 +84,42 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
-        self.time_mixing, self.weighting = config.time_mixing, config.time_weighting
-        H, L = config.n_head, config.block_size
-        if config.time_mixing == 'learned':
-            self.time_mix = nn.Parameter(torch.full((config.n_embd // 2,), float(config.time_mix_init)))
-        if self.weighting == 'full':
-            self.time_weighting = nn.Parameter(torch.ones(H, L, L))
-        elif self.weighting == 'toeplitz':
-            self.time_weight = nn.Parameter(torch.ones(H, L))    # entry L-1-d weighs distance d
-            self.time_bias = nn.Parameter(torch.ones(H, 1, L))   # one factor per key position
-        elif self.weighting == 'toeplitz_query':
-            self.time_w = nn.Parameter(torch.ones(H, L))         # entry d weighs distance d
-            self.time_gamma = nn.Parameter(torch.ones(H, L))     # one factor per query position
-
-    def time_weights(self, T):
-        """(n_head, T, T) factors that multiply the attention probabilities (see the class docstring);
-        the Toeplitz forms are zero above the diagonal."""
-        if self.weighting == 'full':
-            return self.time_weighting[:, :T, :T]
-        pos = torch.arange(T, device=self.c_attn.weight.device)
-        dist = (pos.view(T, 1) - pos.view(1, T)).clamp(min=0)  # (T, T), i - j on and below the diagonal
-        causal = torch.ones(T, T, dtype=torch.bool, device=dist.device).tril()
-        if self.weighting == 'toeplitz':
-            L = self.time_weight.shape[1]
-            return self.time_weight[:, L - 1 - dist] * causal * self.time_bias[:, :, :T]
-        return self.time_w[:, dist] * causal * self.time_gamma[:, :T, None]
-
-    def time_shift(self, x):
-        """The first C/2 channels from one position earlier (zero before t=0), fixed or mixed."""
-        half = self.n_embd // 2
-        x1 = x[..., :half]
-        prev = F.pad(x1, (0, 0, 1, -1))  # (B, T, C/2): position t holds x1 at t-1
-        if self.time_mixing == 'learned':
-            # lerp is exact at both ends: mix 0 returns x1 and mix 1 returns prev, bit for bit
-            prev = torch.lerp(x1, prev, self.time_mix.to(x.dtype))
-        return torch.cat([prev, x[..., half:]], dim=-1)
 
     def forward(self, x, kv=None):
         """kv: this layer's part of a KVCache, the keys and values of the positions before x's,
         extended here with x's own (x then holds only the new positions)."""
         B, T, C = x.size()
-        if self.time_mixing:
-            x = self.time_shift(x)
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = self.attend(q, k, v, kv)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def attend(self, q, k, v, kv=None):
+        """(B, nh, T, hs): each query's softmax-weighted mean of the values at its position and
+        before, the cached ones included."""
+        T = q.size(2)
         past, mask = 0, None
         if kv is not None:
-            if self.weighting or self.time_mixing:
-                raise ValueError("the attention tricks need the whole context; run them without a KV cache")
             if kv:
                 past = kv[0].shape[2]
                 k, v = torch.cat((kv[0], k), dim=2), torch.cat((kv[1], v), dim=2)  # (B, nh, past + T, hs)
             kv[:] = [k, v]
             if past and T > 1:  # new query i sees every cached key and the new keys up to itself
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-        if self.weighting:
-            # the weights act after the softmax, so this path spells attention out (no fused kernel)
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, T, T)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            att = F.softmax(att.masked_fill(~causal, float('-inf')), dim=-1)
-            y = self.attn_dropout(att * self.time_weights(T).to(att.dtype)) @ v
-        else:
-            # one new query after cached keys sees all of them: no mask (SDPA's is_causal would align
-            # the mask to the first key instead of the last)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                               is_causal=past == 0)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=q.device).tril(past)
+        # one new query after cached keys sees all of them: no mask (SDPA's is_causal would align
+        # the mask to the first key instead of the last)
+        dropout_p = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=past == 0)
+
+
+def attention_class(config):
+    """GPT-2's CausalSelfAttention, or minGPT-tuned's variant of it (attention_tricks.py) when
+    config turns on one of its tricks (time_weighting, time_mixing)."""
+    if config.time_weighting == config.time_mixing == '':
+        return CausalSelfAttention
+    import attention_tricks  # it subclasses CausalSelfAttention, so it loads after this module
+    return attention_tricks.CausalSelfAttention
 
 
 class Block(nn.Module):
@@ -185,7 +127,7 @@ class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = attention_class(config)(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -295,17 +237,13 @@ class GPT(nn.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type='cpu'):
         """AdamW; decay on tensors with 2+ dims (weights, embeddings, Kronecker factors),
-        none on biases, LayerNorms and per-factor scalars."""
-        # the attention tricks' time_* tensors are multipliers that start at one (or a mix that
-        # starts at time_mix_init): this project's forms are not decayed towards zero, which would
-        # switch attention off; minGPT-tuned's own forms are decayed as its optimizer does
-        def decayed(n, p):
-            if '.time_' in n:
-                return n.rsplit('.', 1)[-1] in CausalSelfAttention.DECAYED
-            return p.dim() >= 2
+        none on biases, LayerNorms and per-factor scalars, nor on the parameters a module names in
+        its NO_DECAY (the multipliers of attention_tricks.py)."""
+        exempt = {id(p) for m in self.modules() for n, p in m.named_parameters(recurse=False)
+                  if n in getattr(m, 'NO_DECAY', ())}
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
-        decay = [p for n, p in params.items() if decayed(n, p)]
-        no_decay = [p for n, p in params.items() if not decayed(n, p)]
+        decay = [p for p in params.values() if p.dim() >= 2 and id(p) not in exempt]
+        no_decay = [p for p in params.values() if p.dim() < 2 or id(p) in exempt]
         groups = [{'params': decay, 'weight_decay': weight_decay},
                   {'params': no_decay, 'weight_decay': 0.0}]
         # fused: one pass over each tensor instead of several (on CPU too, since torch 2.4)
@@ -315,12 +253,12 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, use_cache=True):
         """idx (B, T) followed by max_new_tokens sampled tokens. use_cache keeps a KVCache, so each
-        step after the first runs the model on the newest token alone; the attention tricks change
+        step after the first runs the model on the newest token alone; minGPT-tuned's tricks change
         how earlier positions are mixed and always run on the whole context. Once the sequence
         outgrows block_size, each step runs on its last block_size tokens (positions restart), with
         or without the cache."""
         c = self.config
-        use_cache = use_cache and not (c.time_weighting or c.time_mixing)
+        use_cache = use_cache and attention_class(c) is CausalSelfAttention
         cache = None
         for _ in range(max_new_tokens):
             if cache is not None and idx.shape[1] <= c.block_size:
@@ -369,10 +307,12 @@ class GPT(nn.Module):
         sd = {k: v for k, v in hf.state_dict().items() if not k.endswith(('.attn.bias', '.attn.masked_bias'))}
         sd = {k: (v.t() if k.endswith(HF_CONV1D) else v) for k, v in sd.items()}
         sd.setdefault('lm_head.weight', sd['transformer.wte.weight'])
-        # the attention tricks (overrides time_weighting / time_mixing) are not in GPT-2 and keep
-        # their identity initialisation; every other weight must be there
+        # GPT-2's attention holds its weights in c_attn and c_proj: parameters of the attention
+        # module itself belong to a variant (attention_tricks.py) and keep their initialisation
+        added = {f'{name}.{n}' for name, m in model.named_modules() if isinstance(m, CausalSelfAttention)
+               for n, _ in m.named_parameters(recurse=False)}
         missing, unexpected = model.load_state_dict(sd, strict=False)
-        missing = [k for k in missing if '.attn.time_' not in k]
+        missing = [k for k in missing if k not in added]
         if missing or unexpected:
             raise ValueError(f"{name_or_dir}: weights do not match GPT-2's layout "
                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -4,14 +4,15 @@ model without them, with minGPT-tuned's own forms and with this project's forms,
 through train.py with the same data, steps and seed, and each variant's parameter count next to
 the one minGPT-tuned's README reports.
 
-    python script/mingpt_tricks.py               # config/mingpt_tricks.py: 3 x 512, block 128, 150 steps
+    python script/mingpt_tricks.py               # config/baselines/mingpt_tricks.py: 3 x 512, 150 steps
     python script/mingpt_tricks.py --quick       # tiny model, a few steps: a smoke test
     python script/mingpt_tricks.py --max_iters 300 --out out/mingpt_tricks
 
 The shape is minGPT-tuned's README setting (3 layers, 8 heads, 512 wide, block 128); it trained
 for 150 epochs (train loss 0.609 with the tricks, 0.685 without), this runs a few hundred
-thousand characters, so it shows the early part of training only. The variants (model.py's
-CausalSelfAttention has the formulas):
+thousand characters, so it shows the early part of training only. Dropout (0.1) and weight decay
+(minGPT-tuned's forms as its trainer decays them) follow minGPT-tuned. The variants
+(attention_tricks.py has the formulas):
   minGPT-tuned  time_weighting='full' + time_mixing='shift': its model, a free T x T weight matrix
                 per head after the softmax and the fixed shift of half the channels
   README form   time_weighting='toeplitz' + 'shift': its README's parameter-saving weighting,
@@ -87,7 +88,7 @@ def main(argv=None):
     rows = []
     for name, (label, tricks, reported) in VARIANTS.items():
         overrides = dict(common, out_dir=os.path.join(out, name), dataset=data, **tricks)
-        log = parse_train_log(run(name, 'train.py', 'config/mingpt_tricks.py',
+        log = parse_train_log(run(name, 'train.py', 'config/baselines/mingpt_tricks.py',
                                   *[f'--{k}={v}' for k, v in overrides.items()]))
         rows.append(dict(name=name, label=label, reported=None if args.quick else reported, **tricks, **log))
     command = 'python script/mingpt_tricks.py' + (' --quick' if args.quick else '') + \

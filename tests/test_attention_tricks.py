@@ -1,16 +1,14 @@
-"""minGPT-tuned's time-weighting and time-mixing (model.CausalSelfAttention): each form against an
+"""minGPT-tuned's time-weighting and time-mixing (attention_tricks.py): each form against an
 explicit formula (minGPT-tuned's full matrix, its README's Toeplitz x per-key form with its index
 convention, this project's Toeplitz x per-query form, the fixed and the learned shift), identity
-at initialisation, weight decay, parameter counts, old checkpoints and the HF export's refusal."""
-from dataclasses import asdict
-
+at initialisation, weight decay, parameter counts, unknown forms and the HF export's refusal."""
 import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from checkpoint import model_from_checkpoint
+from attention_tricks import CausalSelfAttention
 from krony_to_gpt import check_representable
-from model import GPT, GPTConfig, CausalSelfAttention
+from model import GPT, GPTConfig
 
 TINY = dict(block_size=32, vocab_size=97, n_layer=2, n_head=4, n_embd=32)
 FORMS = ['full', 'toeplitz', 'toeplitz_query']
@@ -154,7 +152,7 @@ def test_learned_mixing_at_zero_is_identity_and_mixes_linearly():
     torch.testing.assert_close(attn.time_shift(x)[..., :half], 0.75 * x[..., :half] + 0.25 * prev)
 
 
-@pytest.mark.parametrize('form,decayed', [('full', True), ('toeplitz', True), ('toeplitz_query', False)])
+@pytest.mark.parametrize('form,decayed', [('full', True), ('toeplitz_query', False)])
 def test_tricks_are_learnable_and_decayed_as_their_origin(form, decayed):
     torch.manual_seed(3)
     model = GPT(GPTConfig(**TINY, time_weighting=form, time_mixing='learned'))
@@ -174,6 +172,27 @@ def test_tricks_are_learnable_and_decayed_as_their_origin(form, decayed):
             assert p.grad is not None and p.grad.abs().sum() > 0, n
 
 
+# minGPT-tuned's parameter names per form, and its trainer's rule: a name containing 'bias' is not
+# decayed, every other one is; this project's forms ('toeplitz_query', the learned mix) never are
+MINGPT_TUNED_NAMES = {'full': ['time_weighting'], 'toeplitz': ['time_weight', 'time_bias']}
+
+
+@pytest.mark.parametrize('form,mixing', [(w, m) for w in ['', *FORMS] for m in ['', 'shift', 'learned'] if w or m])
+def test_decayed_trick_parameters_follow_their_origins_rule(form, mixing):
+    model = GPT(GPTConfig(**TINY, time_weighting=form, time_mixing=mixing))
+    opt = model.configure_optimizers(weight_decay=0.1, learning_rate=1e-2, betas=(0.9, 0.95))
+    decay = {id(p) for g in opt.param_groups if g['weight_decay'] > 0 for p in g['params']}
+    tricks = {n.rsplit('.', 1)[-1] for n in dict(model.named_parameters()) if '.attn.time_' in n}
+    origin = MINGPT_TUNED_NAMES.get(form, [])
+    if origin:
+        assert tricks - {'time_mix'} == set(origin)  # the rule below applies to minGPT-tuned's own names
+    expected = {n for n in origin if 'bias' not in n}
+    decayed = {n.rsplit('.', 1)[-1] for n, p in model.named_parameters()
+               if '.attn.time_' in n and id(p) in decay}
+    assert decayed == expected
+    assert expected == {'full': {'time_weighting'}, 'toeplitz': {'time_weight'}}.get(form, set())
+
+
 def test_parameter_counts_of_the_forms():
     # minGPT-tuned's README model: 3 layers, 8 heads, 512 wide, block 128, 65 characters
     shape = dict(n_layer=3, n_head=8, n_embd=512, block_size=128, vocab_size=65)
@@ -185,21 +204,7 @@ def test_parameter_counts_of_the_forms():
     assert counts['toeplitz'] - base == counts['toeplitz_query'] - base == 3 * 2 * 8 * 128
 
 
-def test_old_checkpoints_with_boolean_tricks_load_as_the_project_forms():
-    assert GPTConfig(time_weighting=True, time_mixing=True).time_weighting == 'toeplitz_query'
-    assert GPTConfig(time_weighting=True, time_mixing=True).time_mixing == 'learned'
-    assert (GPTConfig(time_weighting=False).time_weighting, GPTConfig(time_mixing=False).time_mixing) == ('', '')
-    torch.manual_seed(4)
-    model = GPT(GPTConfig(**TINY, time_weighting='toeplitz_query', time_mixing='learned')).eval()
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if '.time_' in n:
-                p.uniform_(0.2, 1.2)
-    old_args = dict(asdict(model.config), time_weighting=True, time_mixing=True)  # as written before the forms
-    again = model_from_checkpoint({'model': model.state_dict(), 'model_args': old_args}).eval()
-    idx = torch.randint(0, TINY['vocab_size'], (2, 10))
-    with torch.no_grad():
-        assert torch.equal(again(idx)[0], model(idx)[0])
+def test_unknown_forms_are_refused():
     with pytest.raises(ValueError, match="time_weighting='circulant' is not one of"):
         GPTConfig(time_weighting='circulant')
     with pytest.raises(ValueError, match="time_mixing='yes' is not one of"):

@@ -1,5 +1,7 @@
 """configurator.py: a value of the wrong type ends in what to write instead, and that suggestion
 is accepted; --help after config files shows their values."""
+import glob
+import os
 import re
 import subprocess
 import sys
@@ -53,3 +55,17 @@ def test_help_after_a_config_shows_its_values():
     bad = subprocess.run([sys.executable, 'train.py', 'config/train_gpt2.py', '--compile=no', '--help'],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("error: config key 'compile' expects bool")
+
+
+def test_every_config_loads_and_the_baselines_include_the_paper_recipe():
+    # include() is relative to the including file: config/baselines/ reaches paper_recipe.py one up
+    files = glob.glob(os.path.join(ROOT, 'config', '**', '*.py'), recursive=True)
+    loaded = {os.path.relpath(f, ROOT): load_config(train.DEFAULTS, [f]) for f in files}
+    recipe = loaded[os.path.join('config', 'paper_recipe.py')]
+    assert os.path.join('config', 'baselines', 'inrank_stage2.py') in loaded
+    assert recipe['learning_rate'] != train.DEFAULTS['learning_rate']  # values the baselines can only get
+    assert recipe['eval_ppl'] != train.DEFAULTS['eval_ppl']            # from paper_recipe.py
+    for name in ('gpt2_dense', 'distil_truncate', 'lowrank_81m'):
+        c = loaded[os.path.join('config', 'baselines', f'{name}.py')]
+        assert (c['learning_rate'], c['eval_ppl']) == (recipe['learning_rate'], recipe['eval_ppl'])
+        assert c['out_dir'] == f'checks/{name}'

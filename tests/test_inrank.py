@@ -260,7 +260,7 @@ def test_stage2_continues_stage1s_run(stage1, char_data, tmp_path):
 def test_inrank_configs_reproduce_inranks_gpt2_runs():
     from configurator import load_config
     import train as train_module
-    load = lambda name: load_config(train_module.DEFAULTS, [os.path.join(ROOT, 'config', name)])
+    load = lambda name: load_config(train_module.DEFAULTS, [os.path.join(ROOT, 'config', 'baselines', name)])
     s1, s2 = load('inrank_stage1.py'), load('inrank_stage2.py')
     # 512 sequences of 1024 tokens per step, 8 micro-batches per process on 8 processes
     assert s1['gradient_accumulation_steps'] // 8 == 8 and s1['batch_size'] * s1['gradient_accumulation_steps'] == 512

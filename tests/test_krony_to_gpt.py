@@ -79,7 +79,8 @@ def test_to_dense_gpt_folds_the_factors(kind):
 
 
 def test_time_weighting_is_refused():
-    model = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=100, time_weighting=True))
+    model = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=100,
+                          time_weighting='toeplitz_query'))
     with pytest.raises(ValueError, match='time_weighting'):
         to_hf(model)
 
@@ -131,7 +132,7 @@ def cli(tmp_path_factory):
     d = tmp_path_factory.mktemp('cli')
     model = tiny('kron_scalers', vocab_size=50257, block_size=32)  # GPT-2's vocabulary, for the tokenizer
     save_checkpoint({'model': model.state_dict(), 'model_args': asdict(model.config)}, d / 'kron.pt')
-    tw = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=100, time_mixing=True))
+    tw = GPT(GPTConfig(n_layer=1, n_head=4, n_embd=32, block_size=16, vocab_size=100, time_mixing='learned'))
     save_checkpoint({'model': tw.state_dict(), 'model_args': asdict(tw.config)}, d / 'tw.pt')
     (d / 'notes.txt').write_text('not a checkpoint\n')
     (d / 'full').mkdir()

@@ -1,6 +1,6 @@
 # InRank stage 2 on GPT-2 medium (its wt103/gpt2m-in_rank_efficient_stage_2): see inrank_stage2.py
 #   python compress.py lowrank found --from checks/inrank_gpt2m_stage1/ckpt.pt --resume_dir checks/inrank_gpt2m_stage2
-#   torchrun --standalone --nproc_per_node=8 train.py config/inrank_gpt2m_stage2.py
+#   torchrun --standalone --nproc_per_node=8 train.py config/baselines/inrank_gpt2m_stage2.py
 include('inrank_stage2.py')
 out_dir = 'checks/inrank_gpt2m_stage2'
 learning_rate = 1.5e-4

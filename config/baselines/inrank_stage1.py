@@ -6,14 +6,14 @@
 # step and 2 start-up evaluation batches the first check falls in step 28 and one follows every
 # 25 / 8 steps, 33 checks in all. Then stage 2 continues the same run at the rank found:
 #   python data/wikitext103/prepare.py
-#   torchrun --standalone --nproc_per_node=8 train.py config/inrank_stage1.py
+#   torchrun --standalone --nproc_per_node=8 train.py config/baselines/inrank_stage1.py
 #   python compress.py lowrank found --from checks/inrank_stage1/ckpt.pt --resume_dir checks/inrank_stage2
-#   torchrun --standalone --nproc_per_node=8 train.py config/inrank_stage2.py
+#   torchrun --standalone --nproc_per_node=8 train.py config/baselines/inrank_stage2.py
 # InRank's counter counts the forwards of each process, so this schedule assumes 8 processes.
 # On N processes each runs 64 / N micro-batches per step; to keep the same checks scale the
 # counts by 8 / N, e.g. on one GPU: --inrank_warmup_iter=1600 --inrank_gap_iter=200
 # Explained-ratio ablation (InRank's README: 20.2 ppl, 1.5x smaller), stage 2 unchanged:
-#   torchrun --standalone --nproc_per_node=8 train.py config/inrank_stage1.py --inrank_threshold=0.8 --out_dir=checks/inrank_r08_stage1
+#   torchrun --standalone --nproc_per_node=8 train.py config/baselines/inrank_stage1.py --inrank_threshold=0.8 --out_dir=checks/inrank_r08_stage1
 include('inrank_gpt2.py')
 out_dir = 'checks/inrank_stage1'
 inrank = True
