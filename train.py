@@ -75,7 +75,7 @@ inrank = False          # grow the low-rank MLP matrices' rank during training
 inrank_init_modes = 2   # starting rank, before the buffer
 inrank_buffer_modes = 100  # ranks kept beyond the ones found, and the most one check can add
 inrank_threshold = 0.9  # explained ratio that the kept ranks must pass
-inrank_unit = 'step'    # what warmup and gap count: 'step' (optimizer steps) | 'forward' (InRank's: each forward of a process)
+inrank_unit = 'forward'  # what warmup and gap count: 'forward' (InRank's: each forward of a process) | 'step' (optimizer steps)
 inrank_warmup_iter = 200  # no rank check up to this count
 inrank_gap_iter = 25    # counts between rank checks
 # AdamW
