@@ -461,9 +461,12 @@ def train(c):
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
     iter_num, best_val_loss, resumed_at = 0, float('inf'), None
     inrank = None
-    if c.inrank:  # checkpoints from before the count was saved knew only optimizer steps
-        count = ckpt.get('inrank_count', ckpt['iter_num']) if ckpt is not None else 0
-        inrank = InRankSchedule(c.inrank_unit, c.inrank_warmup_iter, c.inrank_gap_iter, count)
+    if c.inrank:
+        if ckpt is not None and 'inrank_count' not in ckpt:
+            raise ValueError(f"--inrank=True but {c.out_dir}/ckpt.pt holds no InRank count (its run had "
+                             f"inrank off); InRank resumes only an InRank run")
+        inrank = InRankSchedule(c.inrank_unit, c.inrank_warmup_iter, c.inrank_gap_iter,
+                                ckpt['inrank_count'] if ckpt is not None else 0)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt['optimizer'])
         scaler.load_state_dict(ckpt['scaler'])
