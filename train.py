@@ -175,9 +175,9 @@ def char_vocab(meta):
 
 
 def build_model(c, meta):
-    """(model, checkpoint to resume or None, the character vocabulary that the run's checkpoints
-    carry, export and evaluation need it, or None) as init_from says, checked against the dataset
-    (meta: its meta.pkl or None)."""
+    """(model, checkpoint to resume or None, character vocabulary or None) as init_from says,
+    checked against the dataset (meta: its meta.pkl or None). The character vocabulary travels with
+    the run's checkpoints: export and evaluation need it."""
     if c.init_from == 'scratch':
         args = {f.name: getattr(c, f.name) for f in fields(GPTConfig)}
         args['vocab_size'] = c.vocab_size or (meta['vocab_size'] if meta else 0) or GPTConfig.vocab_size
