@@ -70,14 +70,13 @@ def cosine_loss(student_h, teacher_h):
     return (1 - F.cosine_similarity(student_h.float(), teacher_h.float(), dim=-1)).mean()
 
 
-def distill_loss(lm_loss, student, teacher, c):
-    """DistilGPT2's loss (train.py's kd_* keys in c): kd_alpha_clm * LM + kd_alpha_ce * T^2 *
-    KL(teacher_T || student_T) + kd_alpha_cos * (1 - cos(h_student, h_teacher)); student and teacher
-    are (logits, last hidden states). T^2 keeps the soft term's gradient scale independent of T
-    (Hinton et al.)."""
-    loss = c.kd_alpha_clm * lm_loss
-    if c.kd_alpha_ce:
-        loss = loss + c.kd_alpha_ce * c.kd_temperature ** 2 * kd_kl(student[0], teacher[0], c.kd_temperature)
-    if c.kd_alpha_cos:
-        loss = loss + c.kd_alpha_cos * cosine_loss(student[1], teacher[1])
+def distill_loss(lm_loss, student, teacher, temperature, alpha_ce, alpha_clm, alpha_cos):
+    """DistilGPT2's loss: alpha_clm * LM + alpha_ce * T^2 * KL(teacher_T || student_T) + alpha_cos *
+    (1 - cos(h_student, h_teacher)), T the temperature; student and teacher are (logits, last hidden
+    states). T^2 keeps the soft term's gradient scale independent of T (Hinton et al.)."""
+    loss = alpha_clm * lm_loss
+    if alpha_ce:
+        loss = loss + alpha_ce * temperature ** 2 * kd_kl(student[0], teacher[0], temperature)
+    if alpha_cos:
+        loss = loss + alpha_cos * cosine_loss(student[1], teacher[1])
     return loss

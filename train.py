@@ -75,7 +75,7 @@ inrank = False          # grow the low-rank MLP matrices' rank during training
 inrank_init_modes = 2   # starting rank, before the buffer
 inrank_buffer_modes = 100  # ranks kept beyond the ones found, and the most one check can add
 inrank_threshold = 0.9  # explained ratio that the kept ranks must pass
-inrank_unit = 'step'    # what warmup and gap count: 'step' (optimizer steps) | 'forward' (InRank's: every forward of a process)
+inrank_unit = 'forward'  # what warmup and gap count: 'forward' (InRank's: each forward of a process) | 'step' (optimizer steps)
 inrank_warmup_iter = 200  # no rank check up to this count
 inrank_gap_iter = 25    # counts between rank checks
 # AdamW
@@ -167,14 +167,22 @@ def data_paths(dataset):
     return paths, read_meta(meta_path) if os.path.isfile(meta_path) else None
 
 
-def build_model(c, data_vocab):
-    """(model, checkpoint to resume or None, the source checkpoint's character vocabulary or None)
-    as init_from says."""
+def char_vocab(meta):
+    """The part of a dataset's meta.pkl that a checkpoint keeps (None for GPT-2 BPE datasets)."""
+    if not meta or 'itos' not in meta:
+        return None
+    return {k: meta[k] for k in ('vocab_size', 'itos', 'unk') if k in meta}
+
+
+def build_model(c, meta):
+    """(model, checkpoint to resume or None, character vocabulary or None) as init_from says,
+    checked against the dataset (meta: its meta.pkl or None). The character vocabulary travels with
+    the run's checkpoints: export and evaluation need it."""
     if c.init_from == 'scratch':
         args = {f.name: getattr(c, f.name) for f in fields(GPTConfig)}
-        args['vocab_size'] = c.vocab_size or data_vocab or GPTConfig.vocab_size
-        return GPT(GPTConfig(**args)), None, None
-    if c.init_from == 'resume':
+        args['vocab_size'] = c.vocab_size or (meta['vocab_size'] if meta else 0) or GPTConfig.vocab_size
+        model, ckpt, source_vocab = GPT(GPTConfig(**args)), None, None
+    elif c.init_from == 'resume':
         path = os.path.join(c.out_dir, 'ckpt.pt')
         if not os.path.isfile(path):
             raise ValueError(f"--init_from=resume: {path} does not exist; start with --init_from=scratch or a checkpoint")
@@ -182,17 +190,41 @@ def build_model(c, data_vocab):
         if 'optimizer' not in ckpt:
             raise ValueError(f"{path} holds no training state (written by kron_decompose.py or compress.py?); "
                              f"start from it with --init_from={path} instead of resume")
-        return model_from_checkpoint(ckpt, path, dropout=c.dropout), ckpt, ckpt.get('vocab')
-    # a checkpoint's training state is not resumed: its weights start a new run
-    model, ckpt = load_model(c.init_from, dropout=c.dropout)
-    return model, None, stored_vocab(ckpt, c.init_from)
+        model, source_vocab = model_from_checkpoint(ckpt, path, dropout=c.dropout), ckpt.get('vocab')
+    else:  # a checkpoint's training state is not resumed: its weights start a new run
+        model, source = load_model(c.init_from, dropout=c.dropout)
+        ckpt, source_vocab = None, stored_vocab(source, c.init_from)
+    m, data_vocab = model.config, char_vocab(meta)
+    if data_vocab and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != data_vocab['itos']:
+        raise ValueError(f"{shown(c.dataset)} is a character set other than the one {c.init_from} was "
+                         f"trained on; its ids would mean other tokens")
+    if c.block_size > m.block_size:
+        raise ValueError(f"block_size={c.block_size} is longer than the model's {m.block_size} "
+                         f"positions; use --block_size={m.block_size} (or less)")
+    if source_vocab and not data_vocab:
+        raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but "
+                         f"{shown(c.dataset)} is not a character dataset (no characters in a meta.pkl); "
+                         f"give the character dataset it was trained on")
+    if not meta and m.vocab_size < GPT2_VOCAB:
+        raise ValueError(f"{shown(c.dataset)} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has "
+                         f"only {m.vocab_size} token ids; train it on its own dataset")
+    if meta and meta['vocab_size'] > m.vocab_size:
+        raise ValueError(f"{shown(c.dataset)} has {meta['vocab_size']} token ids but the model only "
+                         f"{m.vocab_size}; train from scratch or use a GPT-2 BPE dataset")
+    return model, ckpt, data_vocab or source_vocab
 
 
-def char_vocab(meta):
-    """The part of a dataset's meta.pkl that a checkpoint keeps (None for GPT-2 BPE datasets)."""
-    if not meta or 'itos' not in meta:
-        return None
-    return {k: meta[k] for k in ('vocab_size', 'itos', 'unk') if k in meta}
+def load_teacher(c, student_args, device):
+    """The frozen teacher of kd_teacher, checked against the student's model_args."""
+    teacher, _ = load_model(c.kd_teacher)
+    tc = teacher.config
+    if tc.vocab_size != student_args['vocab_size'] or tc.block_size < c.block_size:
+        raise ValueError(f"teacher {c.kd_teacher} (vocab {tc.vocab_size}, block {tc.block_size}) does not "
+                         f"fit the student (vocab {student_args['vocab_size']}, block_size {c.block_size})")
+    if c.kd_alpha_cos and tc.n_embd != student_args['n_embd']:
+        raise ValueError(f"kd_alpha_cos needs equal widths: teacher n_embd {tc.n_embd}, "
+                         f"student {student_args['n_embd']}")
+    return teacher.to(device).eval().requires_grad_(False)
 
 
 def dtype_and_device(c):
@@ -280,345 +312,90 @@ class Heartbeat:
 
 
 # -----------------------------------------------------------------------------
-# one run: set-up, then the loop's evaluate / checkpoint / step / log
+# the loop's collective pieces: under DDP every process calls them at the same points
 
-class Run:
+@torch.no_grad()
+def evaluate(model, paths, offsets, block_size, device, ctx, it, stop=lambda: False, on_forward=lambda: None,
+             progress=True):
+    """{split: mean loss} over the same batches every time (offsets[split]: (eval_iters, batch_size)),
+    which the processes share out; None as soon as stop() says that a process was asked to stop.
+    on_forward() runs before each batch's forward, so that InRank can count them."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    beat, out = Heartbeat(on=progress), {}
+    for split, path in paths.items():
+        n, total = len(offsets[split]), torch.zeros((), device=device)
+        # every process takes as many turns, as a distributed sampler pads the processes' shares,
+        # and asks at each whether a signal came: a long evaluation stops within one batch
+        turns = range(rank, -(-n // world) * world, world)
+        for i, k in enumerate(turns):
+            beat(f"eval {it} | {split} batch {i}/{len(turns)}")
+            if stop():
+                return None
+            on_forward()
+            if k < n:
+                x, y = get_batch(path, offsets[split][k], block_size, device)
+                with ctx:
+                    total += model(x, y)[1].float()
+        if dist.is_initialized():
+            dist.all_reduce(total)
+        out[split] = total.item() / n
+    return out
 
-    def __init__(self, c):
-        self.c = c
-        self.stop_signal = None
-        check_config(c)
-        self.setup_processes()
-        self.setup_data()
-        self.setup_model()
-        self.setup_teacher()
 
-    def setup_processes(self):
-        c = self.c
-        self.dev, self.device_type, self.dtype = dtype_and_device(c)
-        self.ddp = 'RANK' in os.environ
-        self.rank, self.world = 0, 1
-        if self.ddp:
-            dist.init_process_group(backend='nccl' if self.device_type == 'cuda' else 'gloo')
-            self.rank, self.world = dist.get_rank(), dist.get_world_size()
-            if self.device_type == 'cuda':
-                self.dev = f"cuda:{os.environ['LOCAL_RANK']}"
-                torch.cuda.set_device(self.dev)
-        self.master = self.rank == 0
-        if c.gradient_accumulation_steps % self.world:
-            raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of "
-                             f"the {self.world} processes, so that every process runs the same number of micro-steps")
-        self.local_steps = c.gradient_accumulation_steps // self.world
-        self.tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * c.block_size
-        self.ctx = (nullcontext() if self.dtype == 'float32'
-                    else torch.autocast(self.device_type, dtype=getattr(torch, self.dtype)))
-        torch.manual_seed(c.seed + self.rank)
+def any_process(flag, device):
+    """Whether flag is set on any process."""
+    if not dist.is_initialized():
+        return flag
+    flags = torch.tensor(float(flag), device=device)
+    dist.all_reduce(flags)
+    return flags.item() > 0
 
-    def setup_data(self):
-        # offsets of the global micro-batches come from one generator shared by every process
-        c = self.c
-        self.paths, self.meta = data_paths(c.dataset)
-        sizes = {split: os.path.getsize(p) // 2 for split, p in self.paths.items()}
-        for split, n in sizes.items():
-            if n <= c.block_size:
-                raise ValueError(f"{self.paths[split]} has {n} tokens, fewer than block_size + 1 = {c.block_size + 1}; "
-                                 f"use --block_size={n - 1} (or less), or more data")
-        self.n_train = sizes['train']
-        self.data_gen = torch.Generator().manual_seed(c.seed)
-        eval_gen = torch.Generator().manual_seed(c.seed + 1)
-        self.eval_offsets = {split: draw_offsets(eval_gen, n, c.block_size, (c.eval_iters, c.batch_size))
-                             for split, n in sizes.items()}
 
-    def setup_model(self):
-        c = self.c
-        model, ckpt, source_vocab = build_model(c, self.meta['vocab_size'] if self.meta else 0)
-        self.model_args = asdict(model.config)
-        # the character vocabulary travels with the checkpoints (export and evaluation need it)
-        data_vocab = char_vocab(self.meta)
-        self.vocab = data_vocab or source_vocab
-        if data_vocab and c.init_from != 'scratch' and (source_vocab or {}).get('itos') != data_vocab['itos']:
-            raise ValueError(f"{shown(c.dataset)} is a character set other than the one {c.init_from} was trained on; "
-                             f"its ids would mean other tokens")
-        if c.block_size > self.model_args['block_size']:
-            raise ValueError(f"block_size={c.block_size} is longer than the model's {self.model_args['block_size']} "
-                             f"positions; use --block_size={self.model_args['block_size']} (or less)")
-        if source_vocab and not data_vocab:
-            raise ValueError(f"{c.init_from} was trained on {len(source_vocab['itos'])} characters but {shown(c.dataset)} "
-                             f"is not a character dataset (no characters in a meta.pkl); give the character dataset it was trained on")
-        if not self.meta and self.model_args['vocab_size'] < GPT2_VOCAB:
-            raise ValueError(f"{shown(c.dataset)} holds GPT-2 BPE tokens (it has no meta.pkl) but the model has only "
-                             f"{self.model_args['vocab_size']} token ids; train it on its own dataset")
-        if self.meta and self.meta['vocab_size'] > self.model_args['vocab_size']:
-            raise ValueError(f"{shown(c.dataset)} has {self.meta['vocab_size']} token ids but the model only "
-                             f"{self.model_args['vocab_size']}; train from scratch or use a GPT-2 BPE dataset")
-        model.to(self.dev)
-        if c.freeze_pos_emb:
-            model.transformer.wpe.weight.requires_grad_(False)
-        if c.inrank and c.init_from != 'resume':  # a resumed run keeps the ranks of its checkpoint
-            inrank_start(model, c.inrank_init_modes, c.inrank_buffer_modes)
-        self.optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
-                                                    self.device_type)
-        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == 'float16')
-        self.iter_num, self.best_val_loss, self.resumed_at = 0, float('inf'), None
-        self.inrank = None
-        if c.inrank:  # checkpoints from before the count was saved knew only optimizer steps
-            count = ckpt.get('inrank_count', ckpt['iter_num']) if ckpt is not None else 0
-            self.inrank = InRankSchedule(c.inrank_unit, c.inrank_warmup_iter, c.inrank_gap_iter, count)
-        if ckpt is not None:  # resume
-            self.optimizer.load_state_dict(ckpt['optimizer'])
-            self.scaler.load_state_dict(ckpt['scaler'])
-            self.iter_num, self.best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
-            self.resumed_at = None if ckpt.get('eval_pending') else self.iter_num
-            self.data_gen.set_state(ckpt['data_rng'])
-            if len(ckpt['rng']) == self.world:  # a different process count cannot continue the same dropout streams
-                set_rng_state(ckpt['rng'][self.rank])
-        self.raw_model = self.model = model
-        if c.compile:
-            self.model = torch.compile(self.model)
-        if self.ddp:
-            self.model = DDP(self.model, device_ids=[self.dev] if self.device_type == 'cuda' else None)
+def process_states(model, it, name):
+    """([RNG state], [weight sums]) of every process, checked equal so that a process that drifted
+    from the others is caught instead of silently saved (as `name`)."""
+    mine = (rng_state(), torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu())
+    states = [mine]
+    if dist.is_initialized():
+        states = [None] * dist.get_world_size()
+        dist.all_gather_object(states, mine)
+    if any(not torch.equal(s[1], mine[1]) for s in states):
+        raise ValueError(f"processes hold different weights at iteration {it}; not saving {name}")
+    return [s[0] for s in states], [s[1] for s in states]
 
-    def setup_teacher(self):
-        c = self.c
-        self.teacher = None
-        if not c.kd_teacher:
-            return
-        teacher, _ = load_model(c.kd_teacher)
-        tc, args = teacher.config, self.model_args
-        if tc.vocab_size != args['vocab_size'] or tc.block_size < c.block_size:
-            raise ValueError(f"teacher {c.kd_teacher} (vocab {tc.vocab_size}, block {tc.block_size}) does not fit "
-                             f"the student (vocab {args['vocab_size']}, block_size {c.block_size})")
-        if c.kd_alpha_cos and tc.n_embd != args['n_embd']:
-            raise ValueError(f"kd_alpha_cos needs equal widths: teacher n_embd {tc.n_embd}, student {args['n_embd']}")
-        self.teacher = teacher.to(self.dev).eval().requires_grad_(False)
 
-    # -- the loop's steps
+def benchmark_ppl(model, names, vocab, ctx, device, texts):
+    """Perplexities with perplexity_eval.py's default protocol, for the log only (never for
+    selection); texts keeps the tokenized texts from one call to the next."""
+    import perplexity_eval  # needs the evaluation text: imported only when asked for
+    if not texts:
+        from tokenizer import tokenizer_for
+        tok = tokenizer_for(model, {'vocab': vocab})
+        texts.update({name: perplexity_eval.tokenize(perplexity_eval.eval_text(name), tok) for name in names})
+    model.eval()
+    with ctx:
+        out = {name: perplexity_eval.perplexity(model, ids, model.config.block_size, device=device,
+                                                progress=True)['ppl']
+               for name, ids in texts.items()}
+    model.train()
+    return out
 
-    @torch.no_grad()
-    def evaluate(self):
-        """Mean loss over the same eval_iters batches every time; processes split the batches."""
-        c = self.c
-        self.model.eval()
-        # not through DDP, which broadcasts the buffers (a low-rank model's active ranks) at every
-        # forward: a process with fewer batches than another would leave that one waiting
-        model = self.model.module if self.ddp else self.model
-        out = {}
-        count = self.inrank.count if self.inrank else None  # restored if stopped: resume redoes the evaluation
-        beat = Heartbeat(on=self.master)
-        for split, path in self.paths.items():
-            total = torch.zeros((), device=self.dev)
-            # every process takes as many turns, as a distributed sampler pads the processes' shares,
-            # and asks at each whether a signal came: a long evaluation stops within one batch
-            turns = range(self.rank, -(-c.eval_iters // self.world) * self.world, self.world)
-            for i, k in enumerate(turns):
-                beat(f"eval {self.iter_num} | {split} batch {i}/{len(turns)}")
-                if self.stop_requested():
-                    if self.inrank:
-                        self.inrank.count = count
-                    self.model.train()
-                    return None
-                self.inrank_event('forward')
-                if k < c.eval_iters:
-                    x, y = get_batch(path, self.eval_offsets[split][k], c.block_size, self.dev)
-                    with self.ctx:
-                        total += model(x, y)[1].float()
-            if self.ddp:
-                dist.all_reduce(total)
-            out[split] = total.item() / c.eval_iters
-        self.model.train()
-        if not math.isfinite(out['val']):
-            raise ValueError(f"non-finite val loss at iteration {self.iter_num}; the last checkpoint is kept")
-        return out
 
-    def stop_requested(self):
-        """Whether a process was asked to stop; under DDP every process calls it at the same points."""
-        if not self.ddp:
-            return self.stop_signal is not None
-        flag = torch.tensor(float(self.stop_signal is not None), device=self.dev)
-        dist.all_reduce(flag)
-        return flag.item() > 0
+def print_header(c, model, device, world, dtype, tokens_per_iter):
+    print("config:")
+    for k, v in vars(c).items():
+        print(f"  {k} = {v!r}")
+    print(f"git commit {git_commit()} | torch {torch.__version__} | device {device} x {world} "
+          f"({'ddp ' + dist.get_backend() if dist.is_initialized() else 'single process'}) | dtype {dtype}")
+    print(f"model: {model.num_params('paper'):,} parameters (nanoGPT count {model.num_params('nanogpt'):,}) "
+          f"| mlp {model.config.mlp} | {tokens_per_iter:,} tokens per iteration", flush=True)
+    if c.decay_lr and c.max_iters < c.lr_decay_iters:
+        print(f"note: max_iters={c.max_iters} < lr_decay_iters={c.lr_decay_iters}: the run stops before the "
+              f"cosine reaches min_lr (lr at the end {get_lr(c.max_iters, c):.3e})", flush=True)
 
-    def benchmark_ppl(self):
-        """Perplexities with perplexity_eval.py's default protocol, for the log only (never for selection)."""
-        import perplexity_eval  # needs the evaluation text: imported only when asked for
-        if not hasattr(self, 'ppl_texts'):
-            from tokenizer import tokenizer_for
-            tok = tokenizer_for(self.raw_model, {'vocab': self.vocab})
-            self.ppl_texts = {name: perplexity_eval.tokenize(perplexity_eval.eval_text(name), tok)
-                              for name in self.c.eval_ppl}
-        model = self.raw_model.eval()
-        with self.ctx:
-            out = {name: perplexity_eval.perplexity(model, ids, model.config.block_size, device=self.dev,
-                                                    progress=True)['ppl']
-                   for name, ids in self.ppl_texts.items()}
-        model.train()
-        return out
 
-    def save(self, name, eval_pending=False):
-        # every process contributes its RNG state, and the sum of each of its weight tensors so
-        # that a process that drifted from the others is caught instead of silently saved
-        mine = (rng_state(), torch.stack([p.detach().double().sum() for p in self.raw_model.parameters()]).cpu())
-        states = [mine]
-        if self.ddp:
-            states = [None] * self.world
-            dist.all_gather_object(states, mine)
-        if any(not torch.equal(s[1], mine[1]) for s in states):
-            raise ValueError(f"processes hold different weights at iteration {self.iter_num}; not saving {name}")
-        if self.master:
-            save_checkpoint({'model': self.raw_model.state_dict(), 'optimizer': self.optimizer.state_dict(),
-                             'scaler': self.scaler.state_dict(), 'model_args': self.model_args,
-                             'config': vars(self.c), 'iter_num': self.iter_num, 'best_val_loss': self.best_val_loss,
-                             'rng': [s[0] for s in states], 'weight_sums': [s[1] for s in states],
-                             'data_rng': self.data_gen.get_state(), 'vocab': self.vocab, 'eval_pending': eval_pending,
-                             **({'inrank_count': self.inrank.count} if self.inrank else {})},
-                            os.path.join(self.c.out_dir, name))
-
-    def evaluate_and_save(self):
-        """False when a signal stopped the evaluation (nothing saved)."""
-        c = self.c
-        losses = self.evaluate()
-        if losses is None:
-            return False
-        extra = self.benchmark_ppl() if c.eval_ppl and self.master and self.stop_signal is None else {}
-        if self.master:
-            print(f"eval {self.iter_num} | train {losses['train']:.4f} | val {losses['val']:.4f}"
-                  + ''.join(f" | {k} ppl {v:.2f}" for k, v in extra.items()), flush=True)
-            if c.wandb_log:
-                import wandb
-                wandb.log({'iter': self.iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
-                           **{f'ppl/{k}': v for k, v in extra.items()}})
-        if losses['val'] < self.best_val_loss:
-            self.best_val_loss = losses['val']
-            self.save('best.pt')
-        self.save('ckpt.pt')
-        return True
-
-    def train_step(self):
-        """One optimizer step; (global mean loss, whether a process was asked to stop)."""
-        c = self.c
-        lr = get_lr(self.iter_num, c)
-        for group in self.optimizer.param_groups:
-            group['lr'] = lr
-        # rank r takes its consecutive share of the global micro-batches of this step
-        offsets = draw_offsets(self.data_gen, self.n_train, c.block_size, (c.gradient_accumulation_steps, c.batch_size))
-        loss_sum = torch.zeros((), device=self.dev)
-        for micro in range(self.local_steps):
-            self.inrank_event('forward')
-            x, y = get_batch(self.paths['train'], offsets[self.rank * self.local_steps + micro], c.block_size, self.dev)
-            if self.ddp:  # all-reduce the gradients once, on the last micro-step
-                self.model.require_backward_grad_sync = micro == self.local_steps - 1
-            with self.ctx:
-                if self.teacher is None:
-                    _, loss = self.model(x, y)
-                else:
-                    logits, loss, h = self.model(x, y, return_hidden=True)
-                    with torch.no_grad():
-                        teacher = self.teacher(x, return_hidden=True)
-                    loss = distill_loss(loss, (logits, h), (teacher[0], teacher[2]), c)
-            loss_sum += loss.detach().float()
-            self.scaler.scale(loss / self.local_steps).backward()
-        # one all-reduce gives the global mean loss and whether any process was asked to stop
-        status = torch.stack([loss_sum / self.local_steps,
-                              torch.tensor(float(self.stop_signal is not None), device=self.dev)])
-        if self.ddp:
-            dist.all_reduce(status)
-            status[0] /= self.world
-        step_loss, stopping = status[0].item(), status[1].item() > 0
-        if not math.isfinite(step_loss):
-            raise ValueError(f"non-finite loss at iteration {self.iter_num} ({step_loss}); stopped before the "
-                             f"optimizer step, the last checkpoint in {c.out_dir} is kept")
-        if c.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), c.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.after_step()
-        return step_loss, lr, stopping
-
-    def after_step(self):
-        """Methods that change the model between optimizer steps hook in here."""
-        self.inrank_event('step')
-
-    def inrank_event(self, event):
-        """InRank's schedule counts `event` ('forward': called before each forward of the model,
-        outside autocast; 'step': after each optimizer step) and checks the ranks when due."""
-        if self.inrank is None or not self.inrank.advance(event):
-            return
-        c = self.c
-        changes = inrank_check(self.raw_model, c.inrank_threshold, c.inrank_buffer_modes)
-        if self.master and changes:
-            count = f"forward {self.inrank.count} | " if event == 'forward' else ''
-            print(f"inrank {self.iter_num} | {count}" + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
-                                                                for n, a, b in changes), flush=True)
-
-    def log(self, loss, lr, dt, remaining):
-        mfu = (f"{100 * self.raw_model.estimate_mfu(self.tokens_per_iter // self.world, dt):.1f}%"
-               if self.device_type == 'cuda' else '-')
-        print(f"iter {self.iter_num} | loss {loss:.4f} | lr {lr:.3e} | {1000 * dt:.1f} ms/iter | "
-              f"{self.tokens_per_iter / dt:,.0f} tok/s | mfu {mfu} | "
-              f"eta {'after the first steps' if remaining is None else eta(remaining)}", flush=True)
-
-    def print_header(self):
-        c, m = self.c, self.raw_model
-        print("config:")
-        for k, v in vars(c).items():
-            print(f"  {k} = {v!r}")
-        print(f"git commit {git_commit()} | torch {torch.__version__} | device {self.dev} x {self.world} "
-              f"({'ddp ' + dist.get_backend() if self.ddp else 'single process'}) | dtype {self.dtype}")
-        print(f"model: {m.num_params('paper'):,} parameters (nanoGPT count {m.num_params('nanogpt'):,}) | "
-              f"mlp {self.model_args['mlp']} | {self.tokens_per_iter:,} tokens per iteration", flush=True)
-        if c.decay_lr and c.max_iters < c.lr_decay_iters:
-            print(f"note: max_iters={c.max_iters} < lr_decay_iters={c.lr_decay_iters}: the run stops before the "
-                  f"cosine reaches min_lr (lr at the end {get_lr(c.max_iters, c):.3e})", flush=True)
-
-    def loop(self):
-        c = self.c
-        if self.master:
-            self.print_header()
-            if c.wandb_log:
-                import wandb
-                wandb.init(project=c.wandb_project, name=c.wandb_run_name, config=vars(c))
-        # the eta: recent steps, and evaluations where they happen; a run's first step and first
-        # evaluation pay one-time costs (allocation, compiling, reading texts) and are left out
-        step_times, eval_times, done, evals_done = deque(maxlen=ETA_WINDOW), [], 0, 0
-        eval_steps = 2 * c.eval_iters / (3 * c.gradient_accumulation_steps)  # forwards vs forward + backward
-        # every process runs the loop in lockstep, so saves and evals are collective
-        while True:
-            if (self.iter_num % c.eval_interval == 0 or self.iter_num >= c.max_iters) and self.iter_num != self.resumed_at:
-                t0 = time.time()
-                if not self.evaluate_and_save():
-                    self.save('ckpt.pt', eval_pending=True)
-                    if self.master:
-                        print(f"stopped by a signal during the evaluation at iteration {self.iter_num}; saved "
-                              f"{c.out_dir}/ckpt.pt, continue with --init_from=resume")
-                    return
-                if evals_done:
-                    eval_times.append(time.time() - t0)
-                evals_done += 1
-            if self.iter_num >= c.max_iters:
-                break
-            t0 = time.time()
-            loss, lr, stopping = self.train_step()
-            dt = time.time() - t0
-            if done:
-                step_times.append(dt)
-            done += 1
-            if self.master and (self.iter_num % c.log_interval == 0 or stopping):
-                remaining = eta_seconds(step_times, c.max_iters - self.iter_num - 1,
-                                        evals_after(self.iter_num, c.max_iters, c.eval_interval), eval_times, eval_steps)
-                self.log(loss, lr, dt, remaining)
-            self.iter_num += 1
-            if stopping:
-                self.save('ckpt.pt')
-                if self.master:
-                    print(f"stopped by a signal after iteration {self.iter_num - 1}; saved {c.out_dir}/ckpt.pt, "
-                          f"continue with --init_from=resume")
-                return
-        if self.master:
-            print(f"done: {self.iter_num} iterations; checkpoints in {c.out_dir}: ckpt.pt (the last), "
-                  f"best.pt (val loss {self.best_val_loss:.4f})")
-
+# -----------------------------------------------------------------------------
+# the run
 
 def main(argv):
     if any(a in ('-h', '--help') for a in argv):  # after config files: the values they set
@@ -632,25 +409,240 @@ def main(argv):
 
 
 def train(c):
-    run = Run(c)
+    check_config(c)
 
-    def on_signal(signum, frame):
-        run.stop_signal = signal.Signals(signum).name
+    # -------------------------------------------------------------------------
+    # processes: one per device under torchrun, each running its share of the global micro-steps
+    dev, device_type, dtype = dtype_and_device(c)
+    ddp = 'RANK' in os.environ
+    rank, world = 0, 1
+    if ddp:
+        dist.init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device_type == 'cuda':
+            dev = f"cuda:{os.environ['LOCAL_RANK']}"
+            torch.cuda.set_device(dev)
+    master = rank == 0
+    if c.gradient_accumulation_steps % world:
+        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of "
+                         f"the {world} processes, so that every process runs the same number of micro-steps")
+    local_steps = c.gradient_accumulation_steps // world
+    tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * c.block_size
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=getattr(torch, dtype))
+    torch.manual_seed(c.seed + rank)
+
+    # -------------------------------------------------------------------------
+    # data: the offsets of a step's global micro-batches come from one generator that every process
+    # shares; every evaluation reads the same batches
+    paths, meta = data_paths(c.dataset)
+    sizes = {split: os.path.getsize(p) // 2 for split, p in paths.items()}
+    for split, n in sizes.items():
+        if n <= c.block_size:
+            raise ValueError(f"{paths[split]} has {n} tokens, fewer than block_size + 1 = "
+                             f"{c.block_size + 1}; use --block_size={n - 1} (or less), or more data")
+    data_gen = torch.Generator().manual_seed(c.seed)
+    eval_gen = torch.Generator().manual_seed(c.seed + 1)
+    eval_offsets = {split: draw_offsets(eval_gen, n, c.block_size, (c.eval_iters, c.batch_size))
+                    for split, n in sizes.items()}
+
+    # -------------------------------------------------------------------------
+    # model
+    model, ckpt, vocab = build_model(c, meta)
+    model_args = asdict(model.config)
+    model.to(dev)
+    if c.freeze_pos_emb:
+        model.transformer.wpe.weight.requires_grad_(False)
+    if c.inrank and c.init_from != 'resume':  # a resumed run keeps the ranks of its checkpoint
+        inrank_start(model, c.inrank_init_modes, c.inrank_buffer_modes)
+
+    # -------------------------------------------------------------------------
+    # optimizer, and the state of a resumed run
+    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
+    iter_num, best_val_loss, resumed_at = 0, float('inf'), None
+    inrank = None
+    if c.inrank:
+        if ckpt is not None and 'inrank_count' not in ckpt:
+            raise ValueError(f"--inrank=True but {c.out_dir}/ckpt.pt holds no InRank count (its run had "
+                             f"inrank off); InRank resumes only an InRank run")
+        inrank = InRankSchedule(c.inrank_unit, c.inrank_warmup_iter, c.inrank_gap_iter,
+                                ckpt['inrank_count'] if ckpt is not None else 0)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt['optimizer'])
+        scaler.load_state_dict(ckpt['scaler'])
+        iter_num, best_val_loss = ckpt['iter_num'], ckpt['best_val_loss']
+        resumed_at = None if ckpt.get('eval_pending') else iter_num  # a stopped evaluation is redone
+        data_gen.set_state(ckpt['data_rng'])
+        if len(ckpt['rng']) == world:  # a different process count cannot continue the same dropout streams
+            set_rng_state(ckpt['rng'][rank])
+    raw_model = model
+    if c.compile:
+        model = torch.compile(model)
+    if ddp:
+        model = DDP(model, device_ids=[dev] if device_type == 'cuda' else None)
+
+    # -------------------------------------------------------------------------
+    # the loss of one micro-batch: the model's own, or DistilGPT2's against a frozen teacher
+    if c.kd_teacher:
+        teacher = load_teacher(c, model_args, dev)
+
+        def micro_loss(x, y):
+            logits, loss, h = model(x, y, return_hidden=True)
+            with torch.no_grad():
+                t_logits, _, t_h = teacher(x, return_hidden=True)
+            return distill_loss(loss, (logits, h), (t_logits, t_h), c.kd_temperature, c.kd_alpha_ce,
+                                c.kd_alpha_clm, c.kd_alpha_cos)
+    else:
+        def micro_loss(x, y):
+            return model(x, y)[1]
+
+    # -------------------------------------------------------------------------
+    # the loop, which every process runs in lockstep: evaluations and saves are collective
+
+    def inrank_hook(event):
+        """InRank's schedule counts `event` ('forward': before each forward of the model, outside
+        autocast; 'step': after each optimizer step) and checks the ranks when due."""
+        if inrank is None or not inrank.advance(event):
+            return
+        changes = inrank_check(raw_model, c.inrank_threshold, c.inrank_buffer_modes)
+        if master and changes:
+            count = f"forward {inrank.count} | " if event == 'forward' else ''
+            print(f"inrank {iter_num} | {count}" + ', '.join(f"{n.removeprefix('transformer.')} {a}->{b}"
+                                                           for n, a, b in changes), flush=True)
+
+    def save(name, eval_pending=False):
+        rngs, sums = process_states(raw_model, iter_num, name)
+        if master:
+            save_checkpoint({'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(),
+                             'scaler': scaler.state_dict(), 'model_args': model_args, 'config': vars(c),
+                             'iter_num': iter_num, 'best_val_loss': best_val_loss, 'rng': rngs,
+                             'weight_sums': sums, 'data_rng': data_gen.get_state(), 'vocab': vocab,
+                             'eval_pending': eval_pending,
+                             **({'inrank_count': inrank.count} if inrank else {})},
+                            os.path.join(c.out_dir, name))
+
+    signalled = False
+
+    def on_signal(signum, frame):  # the step under way (or one evaluation batch) ends, then a save
+        nonlocal signalled
+        signalled = True
         signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C kills at once
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        run.loop()
-        if run.ddp:
+        if master:
+            print_header(c, raw_model, dev, world, dtype, tokens_per_iter)
+            if c.wandb_log:
+                import wandb
+                wandb.init(project=c.wandb_project, name=c.wandb_run_name, config=vars(c))
+        # the eta: recent steps, and evaluations where they happen; a run's first step and first
+        # evaluation pay one-time costs (allocation, compiling, reading texts) and are left out
+        first_iter, step_times, eval_times, ppl_texts = iter_num, deque(maxlen=ETA_WINDOW), [], {}
+        eval_steps = 2 * c.eval_iters / (3 * c.gradient_accumulation_steps)  # forwards vs forward + backward
+        while True:
+            if (iter_num % c.eval_interval == 0 or iter_num >= c.max_iters) and iter_num != resumed_at:
+                t0 = time.time()
+                inrank_count = inrank.count if inrank else 0  # restored if stopped: resume redoes it
+                model.eval()
+                # not through DDP, which broadcasts the buffers (a low-rank model's active ranks) at every
+                # forward: a process with fewer batches than another would leave that one waiting
+                losses = evaluate(model.module if ddp else model, paths, eval_offsets, c.block_size, dev, ctx,
+                                  iter_num, stop=lambda: any_process(signalled, dev),
+                                  on_forward=lambda: inrank_hook('forward'), progress=master)
+                model.train()
+                if losses is None:
+                    if inrank:
+                        inrank.count = inrank_count
+                    save('ckpt.pt', eval_pending=True)
+                    if master:
+                        print(f"stopped by a signal during the evaluation at iteration {iter_num}; saved "
+                              f"{c.out_dir}/ckpt.pt, continue with --init_from=resume")
+                    break
+                if not math.isfinite(losses['val']):
+                    raise ValueError(f"non-finite val loss at iteration {iter_num}; "
+                                     f"the last checkpoint is kept")
+                ppl = (benchmark_ppl(raw_model, c.eval_ppl, vocab, ctx, dev, ppl_texts)
+                       if c.eval_ppl and master and not signalled else {})
+                if master:
+                    print(f"eval {iter_num} | train {losses['train']:.4f} | val {losses['val']:.4f}"
+                          + ''.join(f" | {k} ppl {v:.2f}" for k, v in ppl.items()), flush=True)
+                    if c.wandb_log:
+                        wandb.log({'iter': iter_num, 'train/loss': losses['train'], 'val/loss': losses['val'],
+                                   **{f'ppl/{k}': v for k, v in ppl.items()}})
+                if losses['val'] < best_val_loss:
+                    best_val_loss = losses['val']
+                    save('best.pt')
+                save('ckpt.pt')
+                eval_times.append(time.time() - t0)
+            if iter_num >= c.max_iters:
+                if master:
+                    print(f"done: {iter_num} iterations; checkpoints in {c.out_dir}: ckpt.pt (the last), "
+                          f"best.pt (val loss {best_val_loss:.4f})")
+                break
+
+            # one optimizer step; rank r takes its consecutive share of the step's global micro-batches
+            t0 = time.time()
+            lr = get_lr(iter_num, c)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            offsets = draw_offsets(data_gen, sizes['train'], c.block_size,
+                                   (c.gradient_accumulation_steps, c.batch_size))
+            loss_sum = torch.zeros((), device=dev)
+            for micro in range(local_steps):
+                inrank_hook('forward')
+                x, y = get_batch(paths['train'], offsets[rank * local_steps + micro], c.block_size, dev)
+                if ddp:  # all-reduce the gradients once, on the last micro-step
+                    model.require_backward_grad_sync = micro == local_steps - 1
+                with ctx:
+                    loss = micro_loss(x, y)
+                loss_sum += loss.detach().float()
+                scaler.scale(loss / local_steps).backward()
+            # one all-reduce gives the global mean loss and whether any process was asked to stop
+            status = torch.stack([loss_sum / local_steps, torch.tensor(float(signalled), device=dev)])
+            if ddp:
+                dist.all_reduce(status)
+                status[0] /= world
+            step_loss, stopping = status[0].item(), status[1].item() > 0
+            if not math.isfinite(step_loss):
+                raise ValueError(f"non-finite loss at iteration {iter_num} ({step_loss}); stopped before the "
+                                 f"optimizer step, the last checkpoint in {c.out_dir} is kept")
+            if c.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), c.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            inrank_hook('step')  # between optimizer steps, where methods that change the model hook in
+            dt = time.time() - t0
+            if iter_num > first_iter:
+                step_times.append(dt)
+
+            if master and (iter_num % c.log_interval == 0 or stopping):
+                left = eta_seconds(step_times, c.max_iters - iter_num - 1, evals_after(iter_num, c.max_iters,
+                                   c.eval_interval), eval_times[1:], eval_steps)
+                mfu = (f"{100 * raw_model.estimate_mfu(tokens_per_iter // world, dt):.1f}%"
+                       if device_type == 'cuda' else '-')
+                print(f"iter {iter_num} | loss {step_loss:.4f} | lr {lr:.3e} | {1000 * dt:.1f} ms/iter | "
+                      f"{tokens_per_iter / dt:,.0f} tok/s | mfu {mfu} | "
+                      f"eta {'after the first steps' if left is None else eta(left)}", flush=True)
+            iter_num += 1
+            if stopping:
+                save('ckpt.pt')
+                if master:
+                    print(f"stopped by a signal after iteration {iter_num - 1}; saved {c.out_dir}/ckpt.pt, "
+                          f"continue with --init_from=resume")
+                break
+        if ddp:
             dist.barrier()  # no process exits before rank 0 has written the last checkpoint
     finally:
-        if run.ddp:
+        if ddp:
             # DDP holds the process group: release it first so that the group is torn down here. Left to
             # the interpreter's exit, gloo's teardown aborted a process now and then after a finished run
-            run.model = None
+            model = None
             gc.collect()
             dist.destroy_process_group()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == '__main__':

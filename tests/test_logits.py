@@ -1,5 +1,4 @@
 """logits.py: the CPU vocabulary product and the token loss against torch's own."""
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -83,10 +82,10 @@ def test_distillation_loss():
     assert torch.allclose(cosine_loss(hs, ht), cos, atol=1e-6)
     lm = torch.tensor(3.0)
     # DistilGPT2's weights
-    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=5.0, kd_alpha_clm=2.0, kd_alpha_cos=1.0)
-    got = distill_loss(lm, (student, hs), (teacher, ht), c)
+    got = distill_loss(lm, (student, hs), (teacher, ht), temperature=T, alpha_ce=5.0, alpha_clm=2.0,
+                       alpha_cos=1.0)
     assert torch.allclose(got, 5.0 * T * T * kl + 2.0 * lm + 1.0 * cos, atol=1e-5)
     # the (1 - alpha) LM + alpha T^2 KL form of Hinton et al.
-    c = SimpleNamespace(kd_temperature=T, kd_alpha_ce=0.25, kd_alpha_clm=0.75, kd_alpha_cos=0.0)
-    got = distill_loss(lm, (student, hs), (teacher, ht), c)
+    got = distill_loss(lm, (student, hs), (teacher, ht), temperature=T, alpha_ce=0.25, alpha_clm=0.75,
+                       alpha_cos=0.0)
     assert torch.allclose(got, 0.75 * lm + 0.25 * T * T * direct)

@@ -3,9 +3,11 @@ evaluation) and the heartbeat that keeps a long evaluation from being silent. A 
 in for time.time, so nothing here depends on how fast the machine is."""
 import os
 import re
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from conftest import ROOT
 from configurator import load_config
@@ -37,30 +39,30 @@ def test_eta_seconds():
     assert train.eta_seconds([2.0], 50, 2, [40.0, 9.0], 3.0) == 50 * 2 + 2 * 9  # the last measured one
 
 
-def tiny_run(char_data, tmp_path, *args):
-    c = SimpleNamespace(**load_config(train.DEFAULTS, [TINY, f'--dataset={char_data}', f'--out_dir={tmp_path}', *args]))
-    return train.Run(c)
+def tiny_config(char_data, tmp_path, *args):
+    args = [TINY, f'--dataset={char_data}', f'--out_dir={tmp_path}', *args]
+    return SimpleNamespace(**load_config(train.DEFAULTS, args))
 
 
 def test_a_slow_first_evaluation_does_not_inflate_the_eta(char_data, tmp_path, monkeypatch, capsys):
     clock = Clock()
     monkeypatch.setattr(train.time, 'time', clock)
-    run = tiny_run(char_data, tmp_path, '--max_iters=20', '--eval_interval=10', '--eval_iters=6')
-    evals = []
+    c = tiny_config(char_data, tmp_path, '--max_iters=20', '--eval_interval=10', '--eval_iters=6')
+    evals, get_lr = [], train.get_lr
 
-    def step():  # every step 1 s; the first 50 s (warm-up), a slow stretch of 30 s steps at 3-5
-        it = run.iter_num
+    def step_lr(it, c):  # every step 1 s; the first 50 s (warm-up), a slow stretch of 30 s steps at 3-5
         clock.now += 50 if it == 0 else 30 if 3 <= it <= 5 else 1
-        return 1.0, 1e-3, False
+        return get_lr(it, c)
 
-    def evaluate_and_save():  # the first evaluation 1000 s (one-time costs), the next ones 5 s
+    def evaluate(model, paths, offsets, block_size, device, ctx, it, **hooks):
+        # the first evaluation 1000 s (one-time costs), the next ones 5 s
         clock.now += 1000 if not evals else 5
-        evals.append(run.iter_num)
-        return True  # not stopped by a signal
+        evals.append(it)
+        return {'train': 1.0, 'val': 1.0}  # not stopped by a signal
 
-    monkeypatch.setattr(run, 'train_step', step)
-    monkeypatch.setattr(run, 'evaluate_and_save', evaluate_and_save)
-    run.loop()
+    monkeypatch.setattr(train, 'get_lr', step_lr)  # called once per step, at its start
+    monkeypatch.setattr(train, 'evaluate', evaluate)
+    train.train(c)
     etas = dict(re.findall(r'^iter (\d+) \|.*\| eta (.*)$', capsys.readouterr().out, re.M))
     assert evals == [0, 10, 20]
     assert etas['0'] == 'after the first steps'
@@ -77,17 +79,18 @@ def test_the_eta_forgets_a_slow_stretch_after_the_window(char_data, tmp_path, mo
     clock = Clock()
     monkeypatch.setattr(train.time, 'time', clock)
     n = train.ETA_WINDOW
-    run = tiny_run(char_data, tmp_path, f'--max_iters={3 * n}', f'--eval_interval={10 * n}')
+    c = tiny_config(char_data, tmp_path, f'--max_iters={3 * n}', f'--eval_interval={10 * n}')
+    get_lr = train.get_lr
 
-    def step():  # a slow first third, then 1 s steps
-        clock.now += 20 if run.iter_num < n else 1
-        return 1.0, 1e-3, False
+    def step_lr(it, c):  # a slow first third, then 1 s steps
+        clock.now += 20 if it < n else 1
+        return get_lr(it, c)
 
-    monkeypatch.setattr(run, 'train_step', step)
-    monkeypatch.setattr(run, 'evaluate_and_save', lambda: True)  # True: not stopped by a signal
-    run.loop()
+    monkeypatch.setattr(train, 'get_lr', step_lr)  # called once per step, at its start
+    monkeypatch.setattr(train, 'evaluate', lambda *args, **hooks: {'train': 1.0, 'val': 1.0})  # not stopped
+    train.train(c)
     etas = dict(re.findall(r'^iter (\d+) \|.*\| eta (.*)$', capsys.readouterr().out, re.M))
-    eval_steps = 2 * run.c.eval_iters / (3 * run.c.gradient_accumulation_steps)
+    eval_steps = 2 * c.eval_iters / (3 * c.gradient_accumulation_steps)
     last = 2 * n - 1  # the window holds only 1 s steps from here on
     assert etas[str(last)] == train.eta((3 * n - last - 1) + eval_steps)
 
@@ -101,7 +104,12 @@ def test_heartbeat_and_evaluation_progress(char_data, tmp_path, monkeypatch, cap
         beat('tick')
     assert capsys.readouterr().out == 'tick\n' * 2  # at 12 s and 24 s
 
-    run = tiny_run(char_data, tmp_path, '--eval_iters=5')
+    c = tiny_config(char_data, tmp_path, '--eval_iters=5')
+    paths, meta = train.data_paths(c.dataset)
+    model, _, _ = train.build_model(c, meta)
+    gen = torch.Generator().manual_seed(c.seed + 1)
+    offsets = {split: train.draw_offsets(gen, os.path.getsize(path) // 2, c.block_size,
+                                         (c.eval_iters, c.batch_size)) for split, path in paths.items()}
     get_batch = train.get_batch
 
     def slow_batch(*args):  # every batch 6 s
@@ -109,7 +117,7 @@ def test_heartbeat_and_evaluation_progress(char_data, tmp_path, monkeypatch, cap
         return get_batch(*args)
 
     monkeypatch.setattr(train, 'get_batch', slow_batch)
-    run.evaluate()
+    train.evaluate(model.eval(), paths, offsets, c.block_size, 'cpu', nullcontext(), 0)
     lines = capsys.readouterr().out.splitlines()
     # every 5 s: here at the start of every batch but the first
     assert lines == [f'eval 0 | train batch {i}/5' for i in range(1, 5)] + [f'eval 0 | val batch {i}/5' for i in range(5)]
@@ -118,9 +126,12 @@ def test_heartbeat_and_evaluation_progress(char_data, tmp_path, monkeypatch, cap
 def test_block_size_errors_name_a_value_that_works(char_data, tmp_path, tiny_hf_dir):
     # a model with 128 positions (tiny_hf_dir) and a data set of 36,000 / 4,000 tokens
     with pytest.raises(ValueError, match=re.escape("longer than the model's 128 positions; use --block_size=128")):
-        tiny_run(char_data, tmp_path, f'--init_from={tiny_hf_dir}', '--block_size=1024', '--vocab_size=0')
+        train.train(tiny_config(char_data, tmp_path, f'--init_from={tiny_hf_dir}', '--block_size=1024',
+                                '--vocab_size=0'))
     with pytest.raises(ValueError, match=re.escape("has 4000 tokens, fewer than block_size + 1 = 5001; "
                                                    "use --block_size=3999 (or less)")):
-        tiny_run(char_data, tmp_path, '--block_size=5000')
-    run = tiny_run(char_data, tmp_path, '--block_size=3999', '--n_embd=8', '--n_layer=1', '--n_head=1')
-    assert run.c.block_size == 3999  # the suggestion is accepted
+        train.train(tiny_config(char_data, tmp_path, '--block_size=5000'))
+    c = tiny_config(char_data, tmp_path, '--block_size=3999', '--n_embd=8', '--n_layer=1', '--n_head=1',
+                    '--max_iters=0', '--eval_iters=1')
+    train.train(c)
+    assert c.block_size == 3999  # the suggestion is accepted
