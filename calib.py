@@ -67,7 +67,7 @@ def calib_ids(spec, model, ckpt=None, source=None):
                              f"test data)")
         ids = torch.from_numpy(np.fromfile(path, dtype=np.uint16).astype(np.int64))
     else:
-        from files import read_text
+        from texts import read_text
         from tokenizer import tokenizer_for
         ids = torch.tensor(tokenizer_for(model, ckpt, source).encode(read_text(path)), dtype=torch.int64)
     if ids.numel() and int(ids.max()) >= model.config.vocab_size:

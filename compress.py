@@ -42,9 +42,9 @@ from dataclasses import asdict, replace
 
 import torch
 
-import cli
+import errors
 from checkpoint import check_finite, load_model, save_checkpoint
-from files import check_destination, output_lock
+from outputs import check_destination, output_lock
 from model import GPT, convert_mlps, with_mlp
 from tokenizer import stored_vocab
 
@@ -298,4 +298,4 @@ def compress(args, layers, resume_dir):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

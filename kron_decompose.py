@@ -35,11 +35,11 @@ from dataclasses import asdict
 
 import torch
 
-import cli
+import errors
 from calib import ALS_SWEEPS, CALIB_TOKENS, DAMP, act_err, aware_kron, calib_ids, damped, kron_dense, mlp_grams
 from checkpoint import check_finite, load_model, save_checkpoint
 from factored import kron_rank_bound, kron_shapes
-from files import check_destination, output_lock
+from outputs import check_destination, output_lock
 from model import convert_mlps, with_mlp
 from tokenizer import stored_vocab
 from reorder import ROUNDS, model_orders, permute_grams, permute_hidden
@@ -433,4 +433,4 @@ def decompose(args, out, normalize):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -33,10 +33,10 @@ from dataclasses import replace
 
 import torch
 
-import cli
+import errors
 from checkpoint import load_model
 from factored import KINDS
-from files import atomic_dir, check_destination, output_lock
+from outputs import atomic_dir, check_destination, output_lock
 from model import HF_CONV1D, convert_mlps, with_mlp
 from tokenizer import tokenizer_for, write_hf_tokenizer
 
@@ -195,4 +195,4 @@ def convert(args):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -8,7 +8,7 @@ One GPT-2 model whose MLP matrices are dense, Kronecker-factored (Krony-PT) or l
 
 Everything uses the `x @ W` orientation of the paper's repository: c_fc's W is
 (n_embd, 4*n_embd) and c_proj's W is (4*n_embd, n_embd). The kinds of MLP matrix (dense, kron,
-lowrank) live in factored.py; the output layer's CPU speed-up and the loss in logits.py.
+lowrank) live in factored.py; the output layer's CPU speed-up and the losses in losses.py.
 """
 
 import math
@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from factored import KINDS, MLP  # noqa: F401 (MLP: the blocks' MLP, imported from here too)
-from logits import lm_logits, token_nll
+from losses import lm_logits, token_nll
 
 # HF's GPT-2 stores these weights as Conv1D, (in, out); nn.Linear holds (out, in)
 HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
@@ -213,7 +213,7 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x)
 
     def head(self, h):
-        """Logits (..., vocab) of hidden states h (..., n_embd); see logits.py for the CPU layout."""
+        """Logits (..., vocab) of hidden states h (..., n_embd); see losses.py for the CPU layout."""
         return lm_logits(h, self.lm_head.weight)
 
     def mlp_linears(self):

@@ -38,11 +38,13 @@ import time
 
 import torch
 
-import cli
-from checkpoint import hub_reachable, load_model, model_source
-from files import atomic_write, check_destination, jsonl_texts, output_lock, read_text, wikitext_rows
+import errors
+from checkpoint import load_model
+from sources import hub_reachable, model_source
+from outputs import atomic_write, check_destination, output_lock
+from texts import jsonl_texts, read_text, wikitext_rows
 from tokenizer import GPT2BPE, tokenizer_for
-from logits import token_nll
+from losses import token_nll
 
 REPO_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'texts')
 SPLITS = ('test', 'valid')
@@ -333,4 +335,4 @@ def evaluate(args, device):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -16,7 +16,7 @@ import os
 
 import torch
 
-import cli
+import errors
 from checkpoint import load_model
 from tokenizer import CharTokenizer, read_meta, tokenizer_for
 
@@ -78,4 +78,4 @@ def main():
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -169,7 +169,8 @@ class CharTokenizer:
 def write_char_dataset(train_text, val_text, out_dir, unk=False):
     """train.bin, val.bin and meta.pkl of a character dataset in out_dir (vocabulary: the
     characters of both texts, plus the unk character if asked for); returns the meta dict."""
-    from files import atomic_write, write_tokens
+    from outputs import atomic_write
+    from texts import write_tokens
     chars = CharTokenizer.build(train_text + val_text, unk=unk)
     write_tokens(chars.encode(train_text), os.path.join(out_dir, 'train.bin'))
     write_tokens(chars.encode(val_text), os.path.join(out_dir, 'val.bin'))

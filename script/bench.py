@@ -53,9 +53,9 @@ from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import cli  # noqa: E402
+import errors  # noqa: E402
 from checkpoint import save_checkpoint  # noqa: E402
-from files import atomic_write, check_destination, output_lock  # noqa: E402
+from outputs import atomic_write, check_destination, output_lock  # noqa: E402
 from factored import KronLinear, MatrixKind, kron_reference, kron_shapes  # noqa: E402
 from kron_fast import kron_costs  # noqa: E402
 from model import GPT, GPTConfig, MLP  # noqa: E402
@@ -562,4 +562,4 @@ def bench(args):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

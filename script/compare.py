@@ -53,9 +53,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import cli  # noqa: E402
-from files import atomic_write, check_destination, output_lock  # noqa: E402
-from stages import ROOT, Progress, clock, forward_signals, parse_train_log, run_script, wikitext_test_head  # noqa: E402
+import errors  # noqa: E402
+from outputs import atomic_write, check_destination, output_lock  # noqa: E402
+from stages import ROOT, Progress, forward_signals, parse_train_log, run_script, wikitext_test_head  # noqa: E402
 
 DATASET = 'wikitext103_valid_char'
 
@@ -824,4 +824,4 @@ def compare(args, s, out, wanted, command, t_start):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

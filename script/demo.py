@@ -24,8 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import cli  # noqa: E402
-from files import check_destination, output_lock  # noqa: E402
+import errors  # noqa: E402
+from outputs import check_destination, output_lock  # noqa: E402
 from stages import ROOT, clock, run_script, wikitext_test_head  # noqa: E402
 
 # train.py overrides of the quick smoke run (the full run uses the config files as they are)
@@ -148,4 +148,4 @@ def tokens_seen(log_path):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -51,9 +51,9 @@ from torch.nn import functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'script'))
-import cli  # noqa: E402
+import errors  # noqa: E402
 import kron_fast  # noqa: E402
-from files import check_destination, output_lock  # noqa: E402
+from outputs import check_destination, output_lock  # noqa: E402
 from bench import (GPT2_SMALL, QUICK, QUICK_SHAPES, SHAPES, autocast, interleaved, kron_paths,  # noqa: E402
                    model_config)
 from checkpoint import save_checkpoint  # noqa: E402
@@ -540,4 +540,4 @@ def check(args, argv):
 
 
 if __name__ == '__main__':
-    sys.exit(cli.run(main))
+    sys.exit(errors.run(main))

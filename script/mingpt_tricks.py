@@ -31,8 +31,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import cli  # noqa: E402
-from files import check_destination  # noqa: E402
+import errors  # noqa: E402
+from outputs import check_destination  # noqa: E402
 from stages import ROOT, parse_train_log, run_script  # noqa: E402
 
 # name: (label, overrides, parameters minGPT-tuned's README reports for that model)
@@ -103,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

@@ -18,7 +18,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from files import wikitext_rows  # noqa: E402
+from texts import wikitext_rows  # noqa: E402
 
 WIKITEXT_TEST = os.path.join(ROOT, 'data', 'texts', 'wikitext-103-v1', 'wiki.test.tokens')
 OFFLINE = dict(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', TRANSFORMERS_VERBOSITY='error', PYTHONUNBUFFERED='1')

@@ -226,7 +226,7 @@ def test_character_model_export_and_hf_loss_equal_perplexity_eval(tmp_path):
 
 
 def test_a_killed_export_is_replaced_and_a_stranger_is_not(tmp_path):
-    from files import DIR_MARK
+    from outputs import DIR_MARK
     partial = tmp_path / 'hf.partial'  # what an export killed half-way leaves
     partial.mkdir()
     (partial / DIR_MARK).write_text('')

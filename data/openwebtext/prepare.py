@@ -20,8 +20,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
-import cli  # noqa: E402
-from files import check_destination, jsonl_texts, read_text  # noqa: E402
+import errors  # noqa: E402
+from outputs import check_destination  # noqa: E402
+from texts import jsonl_texts, read_text  # noqa: E402
 
 SPLIT_SEED = 2357       # nanoGPT's split, so val.bin holds the same documents as theirs
 VAL_FRACTION = 0.0005
@@ -147,4 +148,4 @@ def main():
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

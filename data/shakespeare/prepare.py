@@ -11,8 +11,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, '..', 'texts', 'tinyshakespeare', 'input.txt')
 sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
-import cli  # noqa: E402
-from files import prepare_args, read_text, write_tokens  # noqa: E402
+import errors  # noqa: E402
+from texts import prepare_args, read_text, write_tokens  # noqa: E402
 from tokenizer import get_encoding  # noqa: E402
 
 
@@ -28,4 +28,4 @@ def main():
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

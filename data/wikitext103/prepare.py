@@ -24,9 +24,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, '..', '..')
-sys.path.insert(0, ROOT)  # tokenizer.py and files.py at the repository root
-import cli  # noqa: E402
-from files import atomic_write, check_destination, wikitext_rows  # noqa: E402
+sys.path.insert(0, ROOT)  # tokenizer.py and texts.py at the repository root
+import errors  # noqa: E402
+from outputs import atomic_write, check_destination  # noqa: E402
+from texts import wikitext_rows  # noqa: E402
 
 VALID = os.path.normpath(os.path.join(ROOT, 'data', 'texts', 'wikitext-2-raw', 'wiki.valid.raw'))
 CHUNK = 20_000  # rows encoded per batch: bounded memory for the 1.8M rows of the train split
@@ -98,4 +99,4 @@ def main():
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

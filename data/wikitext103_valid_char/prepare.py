@@ -15,8 +15,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, '..', 'texts', 'wikitext-103-v1', 'wiki.valid.tokens')
 sys.path.insert(0, os.path.join(HERE, '..', '..'))  # the repository's modules
-import cli  # noqa: E402
-from files import prepare_args, wikitext_rows  # noqa: E402
+import errors  # noqa: E402
+from texts import prepare_args, wikitext_rows  # noqa: E402
 from tokenizer import write_char_dataset  # noqa: E402
 
 
@@ -29,4 +29,4 @@ def main():
 
 
 if __name__ == '__main__':
-    cli.run(main)
+    errors.run(main)

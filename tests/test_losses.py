@@ -1,10 +1,10 @@
-"""logits.py: the CPU vocabulary product and the token loss against torch's own."""
+"""losses.py: the CPU vocabulary product and the token loss against torch's own."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from logits import cosine_loss, distill_loss, kd_kl, lm_logits, log_softmax, token_nll
+from losses import cosine_loss, distill_loss, kd_kl, lm_logits, log_softmax, token_nll
 from model import GPT, GPTConfig
 
 

@@ -1,4 +1,4 @@
-"""Nothing the user owns is ever deleted (files.py and every script that writes): replaced outputs,
+"""Nothing the user owns is ever deleted (outputs.py and every script that writes): replaced outputs,
 outputs that alias inputs, one writer per output, vocabularies that survive an export, the last
 tracebacks, and signals that stop a run or a demo's stage. The command lines run in the harness of
 test_bad_inputs.py: a failure is one `error: ...` line, a non-zero exit and a byte-identical
@@ -22,7 +22,7 @@ import torch
 from checkpoint import load_checkpoint
 from cli_runs import HARNESS, assert_one_line_error
 from conftest import ROOT
-from files import atomic_dir, atomic_write, output_lock
+from outputs import atomic_dir, atomic_write, output_lock
 from test_bad_inputs import TINY, save, tiny
 
 CHARS = {'vocab_size': 40, 'itos': {i: chr(65 + i) for i in range(40)}}
@@ -277,7 +277,7 @@ def test_safetensors_on_a_full_disk_is_one_line_and_keeps_the_previous_folder(tm
     out.mkdir()
     (out / 'config.json').write_text('previous')
     with pytest.raises(ValueError, match='the disk is full; the previous directory'):
-        with atomic_dir(out, force=True) as tmp:
+        with atomic_dir(out, force=True):
             raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
                                   'message: "No space left on device" })')
     assert os.listdir(tmp_path) == ['hf'] and (out / 'config.json').read_text() == 'previous'
@@ -291,15 +291,15 @@ def test_ctrl_c_during_a_checkpoint_write_exits_130_and_keeps_the_old_file(tmp_p
     code = f'''
 import os, signal, sys, torch
 sys.path.insert(0, {ROOT!r})
-import cli
-from files import atomic_write
+import errors
+from outputs import atomic_write
 
 def write(f):
     torch.save({{'a': torch.zeros(1000)}}, f)
     os.kill(os.getpid(), signal.SIGINT)
     torch.save({{'b': torch.zeros(10 ** 6)}}, f)
 
-cli.run(lambda: atomic_write({str(path)!r}, write))
+errors.run(lambda: atomic_write({str(path)!r}, write))
 '''
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 130 and r.stderr == 'interrupted\n', r.stderr
@@ -400,7 +400,7 @@ def test_a_signal_while_a_stage_starts_still_reaches_it(tmp_path, monkeypatch):
     assert not stages.RUNNING and not stages.STARTING
 
 if __name__ == '__main__':
-    # the table of these cases as they run on this commit: PYTHONPATH=. python tests/test_files.py
+    # the table of these cases as they run on this commit: PYTHONPATH=. python tests/test_outputs.py
     import tempfile
     d = pathlib.Path(tempfile.mkdtemp(prefix='test_files-'))
     workspace(d)

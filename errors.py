@@ -4,7 +4,7 @@ message that says what to do, a file that cannot be read or written) is one `err
 stderr and exit status 1, never a traceback; Ctrl-C is one line and status 130.
 
     if __name__ == '__main__':
-        cli.run(main)
+        errors.run(main)
 """
 
 import sys
