@@ -142,13 +142,6 @@ def act_err(W, W_hat, C):
     return math.sqrt(max((D * (C @ D)).sum().item(), 0.0) / (W * (C @ W)).sum().item())
 
 
-def kron_dense(A, B):
-    """sum_f A_f (x) B_f as a dense (m1 m2, n1 n2) matrix."""
-    f, m1, n1 = A.shape
-    _, m2, n2 = B.shape
-    return torch.einsum('fij,fkl->ikjl', A, B).reshape(m1 * m2, n1 * n2)
-
-
 # -----------------------------------------------------------------------------
 # activation-aware Kronecker fit
 

@@ -36,9 +36,9 @@ from dataclasses import asdict
 import torch
 
 import errors
-from calib import ALS_SWEEPS, CALIB_TOKENS, DAMP, act_err, aware_kron, calib_ids, damped, kron_dense, mlp_grams
+from calib import ALS_SWEEPS, CALIB_TOKENS, DAMP, act_err, aware_kron, calib_ids, damped, mlp_grams
 from checkpoint import check_finite, load_model, save_checkpoint
-from factored import kron_rank_bound, kron_shapes
+from factored import kron_rank_bound, kron_reference, kron_shapes
 from outputs import check_destination, output_lock
 from model import convert_mlps, with_mlp
 from tokenizer import stored_vocab
@@ -282,9 +282,9 @@ def compare_plain(W, A, B, alpha, W_source, C_held=None, C_held_source=None):
     A0, B0, _ = nearest_kron(W_source, A.shape[1:], A.shape[0])
     out = dict(rel_err_vl=fit_stats(W_source, A0, B0, normalize=False)['rel_err'], w_norm=W.norm().item())
     if C_held is not None:
-        W_hat = kron_dense(A.double(), B.double())
+        W_hat = kron_reference(A.double(), B.double())
         out.update(act_err=act_err(W, W_hat, C_held), act_err_final=act_err(W, alpha * W_hat, C_held),
-                   act_err_vl=act_err(W_source, kron_dense(A0, B0), C_held_source),
+                   act_err_vl=act_err(W_source, kron_reference(A0, B0), C_held_source),
                    act_norm=(W * (C_held @ W)).sum().item() ** 0.5)
     return out
 

@@ -270,6 +270,22 @@ def train(c):
         inrank_start(model, c.inrank_init_modes, c.inrank_buffer_modes)
 
     # -------------------------------------------------------------------------
+    # the loss of one micro-batch: the model's own, or DistilGPT2's against a frozen teacher
+    # built before a resumed run restores the RNG: the teacher's init draws from it
+    if c.kd_teacher:
+        teacher = load_teacher(c, model_args, dev)
+
+        def micro_loss(x, y):
+            logits, loss, h = model(x, y, return_hidden=True)
+            with torch.no_grad():
+                t_logits, _, t_h = teacher(x, return_hidden=True)
+            return distill_loss(loss, (logits, h), (t_logits, t_h), c.kd_temperature, c.kd_alpha_ce,
+                                c.kd_alpha_clm, c.kd_alpha_cos)
+    else:
+        def micro_loss(x, y):
+            return model(x, y)[1]
+
+    # -------------------------------------------------------------------------
     # optimizer, and the state of a resumed run
     optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type)
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
@@ -294,21 +310,6 @@ def train(c):
         model = torch.compile(model)
     if ddp:
         model = DDP(model, device_ids=[dev] if device_type == 'cuda' else None)
-
-    # -------------------------------------------------------------------------
-    # the loss of one micro-batch: the model's own, or DistilGPT2's against a frozen teacher
-    if c.kd_teacher:
-        teacher = load_teacher(c, model_args, dev)
-
-        def micro_loss(x, y):
-            logits, loss, h = model(x, y, return_hidden=True)
-            with torch.no_grad():
-                t_logits, _, t_h = teacher(x, return_hidden=True)
-            return distill_loss(loss, (logits, h), (t_logits, t_h), c.kd_temperature, c.kd_alpha_ce,
-                                c.kd_alpha_clm, c.kd_alpha_cos)
-    else:
-        def micro_loss(x, y):
-            return model(x, y)[1]
 
     # -------------------------------------------------------------------------
     # the loop, which every process runs in lockstep: evaluations and saves are collective

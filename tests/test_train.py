@@ -77,6 +77,20 @@ def test_resume_is_exact(char_data, stopped_run, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+
+def test_resume_with_distillation_and_dropout_is_exact(char_data, stopped_run, tmp_path):
+    # building the teacher draws from the RNG (its random init before its weights load): a resumed
+    # run must restore the RNG after that, or its dropout masks differ from the whole run's
+    shutil.copy(stopped_run / 'best.pt', tmp_path / 'teacher.pt')
+    kd = [f'--dataset={char_data}', DROPOUT, f'--kd_teacher={tmp_path / "teacher.pt"}']
+    whole = run_train(*kd, f'--out_dir={tmp_path / "whole"}')
+    run_train(*kd, f'--out_dir={tmp_path / "split"}', '--max_iters=5')
+    resumed = run_train(*kd, f'--out_dir={tmp_path / "split"}', '--init_from=resume')
+    a, b = losses(whole.stdout), losses(resumed.stdout)
+    assert sorted(b) == [5, 6, 7] and all(a[i] == b[i] for i in b), (a, b)
+    wa, wb = weights(tmp_path / 'whole' / 'ckpt.pt'), weights(tmp_path / 'split' / 'ckpt.pt')
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
 def test_nonfinite_loss_stops_and_keeps_the_checkpoint(char_data, stopped_run, tmp_path):
     shutil.copytree(stopped_run, tmp_path, dirs_exist_ok=True)
     before = {name: (tmp_path / name).read_bytes() for name in ('ckpt.pt', 'best.pt')}
