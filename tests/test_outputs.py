@@ -402,7 +402,7 @@ def test_a_signal_while_a_stage_starts_still_reaches_it(tmp_path, monkeypatch):
 if __name__ == '__main__':
     # the table of these cases as they run on this commit: PYTHONPATH=. python tests/test_outputs.py
     import tempfile
-    d = pathlib.Path(tempfile.mkdtemp(prefix='test_files-'))
+    d = pathlib.Path(tempfile.mkdtemp(prefix='test_outputs-'))
     workspace(d)
     table = {**cases(d), **good_cases(d)}
     with contextlib.ExitStack() as held:
