@@ -1,6 +1,6 @@
 """
-Project checkpoints, and where a model comes from: a checkpoint file, a save_pretrained directory
-or a Hugging Face hub name.
+Project checkpoints, and models loaded from any source: a checkpoint file, a save_pretrained
+directory or a Hugging Face hub name (sources.py says which a name is).
 
     from checkpoint import load_model, save_checkpoint
     model, ckpt = load_model('checks/kron_768_768_1_vl.pt')   # ckpt is None for HF models
