@@ -290,6 +290,7 @@ def test_ctrl_c_during_a_checkpoint_write_exits_130_and_keeps_the_old_file(tmp_p
     path.write_bytes(b'the previous checkpoint')
     code = f'''
 import os, signal, sys, torch
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started with SIGINT ignored
 sys.path.insert(0, {ROOT!r})
 import errors
 from outputs import atomic_write
