@@ -41,7 +41,7 @@ from losses import distill_loss
 from model import GPT, GPTConfig
 from sources import model_source
 from tokenizer import GPT2_VOCAB, stored_vocab
-from train_parts import (ETA_WINDOW, any_process, benchmark_ppl, char_vocab, data_paths, draw_offsets,
+from train_parts import (ETA_WINDOW, ROOT, any_process, benchmark_ppl, char_vocab, data_paths, draw_offsets,
                          dtype_and_device, eta, eta_seconds, evals_after, evaluate, get_batch, git_commit,
                          process_states, set_rng_state, shown)
 
@@ -97,10 +97,8 @@ dtype = 'auto'          # 'auto' = bfloat16 on GPUs with bf16, float16 (GradScal
 compile = False         # torch.compile the model
 seed = 1337             # weights of a scratch model, dropout and the data order
 DEFAULTS = {**{f.name: f.default for f in fields(GPTConfig)},
-            **{k: v for k, v in globals().items()
-               if not k.startswith('_') and isinstance(v, (bool, int, float, str, list))}}
-
-ROOT = os.path.dirname(os.path.abspath(__file__))
+            **{k: v for k, v in globals().items()  # config keys are the lower-case names above
+               if k.islower() and not k.startswith('_') and isinstance(v, (bool, int, float, str, list))}}
 
 
 # -----------------------------------------------------------------------------
